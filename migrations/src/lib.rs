@@ -1,1 +1,15 @@
+//! Scribe's schema. One file per change, never edited once released; `Migrator`
+//! lists them in order. Runs at start-up and with `scribe migrate`.
 
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_site_banners;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_create_site_banners::Migration)]
+    }
+}

@@ -1,1 +1,16 @@
+//! Scribe's business rules and persistence. Nothing in here knows about HTTP:
+//! services take a database connection and typed input, and answer with typed
+//! output or a [`DomainError`].
 
+pub mod banners;
+pub mod config;
+pub mod context;
+pub mod db;
+pub mod error;
+pub mod secret_key;
+
+pub use context::Domain;
+pub use error::{DomainError, DomainResult, Violation};
+
+/// The version of this build, shared by every crate of the workspace.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,1 +1,14 @@
+//! Web glue shared by the route crates: application state, extractors that
+//! report bad input in Project-W's error shapes, the one mapping from domain
+//! errors to HTTP, middleware, and the OpenAPI pieces every route refers to.
 
+pub mod error;
+pub mod extract;
+pub mod fallback;
+pub mod middleware;
+pub mod openapi;
+pub mod state;
+
+pub use error::{ApiError, ApiResult};
+pub use extract::{Form, Json, Path, Query};
+pub use state::{AppState, BuildInfo};
