@@ -760,6 +760,29 @@ fn wrong_type_names_the_key() {
 }
 
 #[test]
+fn empty_sections_take_their_defaults() {
+    let config = config(
+        &format!(
+            "{MINIMAL}security:\ncleanup:\nimprint:\nlogging:\n  console:\n    level: warning\n"
+        ),
+        &[],
+    );
+    assert_eq!(config.security.tokens.session_expiration_time_minutes, 60);
+    assert!(config.imprint.is_none());
+    assert_eq!(config.logging.console.level, LogLevel::Warning);
+
+    let message = error(&format!("{MINIMAL}security: {{tokens: 5}}\n"), &[]);
+    assert!(message.contains("security.tokens"), "{message}");
+    assert!(message.contains("expected a section"), "{message}");
+    let message = error(
+        &format!("{MINIMAL}logging: {{console: {{level: verbose}}}}\n"),
+        &[],
+    );
+    assert!(message.contains("logging.console.level"), "{message}");
+    assert!(message.contains("WARNING"), "{message}");
+}
+
+#[test]
 fn unquoted_numeric_secret_in_the_file_asks_for_quotes() {
     let digits = "1".repeat(64);
     let message = error(

@@ -97,8 +97,8 @@ pub struct WebServerConfig {
     pub reverse_proxy: Option<ReverseProxyConfig>,
     /// TLS certificate and key; required unless `no_https` is true.
     pub ssl: Option<SslConfig>,
-    /// Largest JSON or form body accepted, in bytes (uploads have their own
-    /// limit); bigger requests get 413.
+    /// Largest JSON or form body accepted, in bytes; bigger requests get 413.
+    /// Audio uploads are not bound by this.
     pub max_request_body_bytes: usize,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish
     /// before the server stops anyway, in seconds.
