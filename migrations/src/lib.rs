@@ -4,12 +4,18 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_site_banners;
+mod m20261125_000002_create_accounts;
+mod m20261125_000003_create_mail_outbox;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_create_site_banners::Migration)]
+        vec![
+            Box::new(m20261125_000001_create_site_banners::Migration),
+            Box::new(m20261125_000002_create_accounts::Migration),
+            Box::new(m20261125_000003_create_mail_outbox::Migration),
+        ]
     }
 }

@@ -50,8 +50,13 @@ async fn unknown_nested_key_is_rejected() {
 async fn wrong_type_is_rejected() {
     rejected_with(json!({ "web_server": { "port": "eighty" } }), "port").await;
     rejected_with(
-        json!({ "security": { "local_account": { "allowed_email_domains": "example.org" } } }),
-        "allowed_email_domains",
+        json!({ "web_server": { "no_https": "sometimes" } }),
+        "no_https",
+    )
+    .await;
+    rejected_with(
+        json!({ "cleanup": { "finished_job_retention_in_days": [1, 2] } }),
+        "finished_job_retention_in_days",
     )
     .await;
 }
@@ -99,6 +104,20 @@ async fn retention_out_of_range_is_rejected() {
     rejected_with(
         json!({ "cleanup": { "user_retention_in_days": 30 } }),
         "user_retention_in_days",
+    )
+    .await;
+}
+
+/// Project-W: an imprint links elsewhere (url) or has its own text, exactly one of them.
+#[tokio::test]
+async fn imprint_with_both_url_and_html_is_rejected() {
+    rejected_with(
+        json!({ "imprint": {
+            "name": "Both",
+            "url": "https://example.org/imprint",
+            "additional_imprint_html": "<p>x</p>",
+        } }),
+        "imprint",
     )
     .await;
 }
@@ -231,8 +250,8 @@ smtp_server:
   password: !ENV ${{PW_SMTP_PASSWORD:not-set}}
 imprint:
   name: !ENV ${{PW_IMPRINT_NAME}}
+  email: !ENV ${{PW_UNSET_VARIABLE:imprint@example.org}}
   url: !ENV https://${{PW_HOST}}/imprint
-  additional_imprint_html: !ENV ${{PW_UNSET_VARIABLE:Default imprint text}}
 terms_of_services:
   1:
     name: Terms of Services
@@ -264,9 +283,9 @@ database:
             about["imprint"],
             json!({
                 "name": "Imprint From Env",
-                "email": null,
+                "email": "imprint@example.org",
                 "url": "https://pw.example.org/imprint",
-                "additional_imprint_html": "Default imprint text",
+                "additional_imprint_html": null,
             })
         );
         assert_eq!(about["job_retention_in_days"], json!(30));

@@ -68,20 +68,26 @@ db_test!(
 
 db_test!(
     async fn about_reports_imprint_terms_and_retention_from_config(backend: Backend) {
+        // Project-W: the imprint has either a url or additional_imprint_html, not both.
         let imprint = json!({
             "name": "Scribe Test Lab",
             "email": "imprint@example.org",
-            "url": "https://example.org/imprint",
+            "url": null,
             "additional_imprint_html": "<p>Registered in Testland</p>",
         });
+        // Project-W: ToS ids are integers (users/accept_tos?tos_id=).
         let terms = json!({
             "1": { "name": "Terms of use", "version": 3, "tos_html": "<p>Be nice.</p>" },
-            "privacy": { "name": "Privacy", "version": 1, "tos_html": "<p>We keep nothing.</p>" },
+            "7": { "name": "Privacy", "version": 1, "tos_html": "<p>We keep nothing.</p>" },
         });
         let app = spawn_app_with(
             backend,
             json!({
-                "imprint": imprint,
+                "imprint": {
+                    "name": "Scribe Test Lab",
+                    "email": "imprint@example.org",
+                    "additional_imprint_html": "<p>Registered in Testland</p>",
+                },
                 "terms_of_services": terms,
                 "cleanup": { "finished_job_retention_in_days": 7 },
             }),
@@ -98,15 +104,20 @@ db_test!(
 );
 
 db_test!(
+    /// An imprint that links elsewhere: the unset fields are present as null.
     async fn about_imprint_optional_fields_are_null_when_unset(backend: Backend) {
-        let app = spawn_app_with(backend, json!({ "imprint": { "name": "Only a name" } })).await;
+        let app = spawn_app_with(
+            backend,
+            json!({ "imprint": { "name": "Only a link", "url": "https://example.org/imprint" } }),
+        )
+        .await;
         let about = app.get_json("/api/about").await;
         assert_eq!(
             about["imprint"],
             json!({
-                "name": "Only a name",
+                "name": "Only a link",
                 "email": null,
-                "url": null,
+                "url": "https://example.org/imprint",
                 "additional_imprint_html": null,
             })
         );

@@ -22,9 +22,10 @@ async fn postgres_test_databases_are_created_empty_and_dropped_afterwards() {
     assert!(postgres_database_exists(&name).await);
     assert!(db.table_names().await.is_empty());
     drop(db);
-    assert!(
-        !postgres_database_exists(&name).await,
-        "{name} was not dropped"
+    assert_eq!(
+        postgres_database_exists(&name).await,
+        keep,
+        "{name}: dropped unless SCRIBE_TEST_KEEP_DB is set"
     );
 }
 

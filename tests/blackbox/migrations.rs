@@ -81,17 +81,33 @@ db_test!(
 /// migrations (advisory lock). PostgreSQL only: SQLite is single-process by design.
 #[tokio::test]
 async fn replicas_starting_together_share_one_migration_run() {
+    const REPLICAS: usize = 4;
     let first = TestSetup::new(Backend::Postgres).await;
-    // A second setup whose config points at the first one's database.
-    let mut second = TestSetup::new(Backend::Sqlite).await;
-    second.config = first.config.clone();
-    second.merge_config(serde_json::json!({ "data_dir": second.data_dir() }));
+    // The other replicas' configs point at the first one's database (own data dirs).
+    let mut setups = Vec::new();
+    for _ in 1..REPLICAS {
+        let mut other = TestSetup::new(Backend::Sqlite).await;
+        other.config = first.config.clone();
+        other.merge_config(serde_json::json!({ "data_dir": other.data_dir() }));
+        setups.push(other);
+    }
+    setups.insert(0, first);
 
-    let (a, b) = tokio::join!(first.spawn(), second.spawn());
-    a.get_json("/api/about").await;
-    b.get_json("/api/about").await;
-    let applied = applied_migrations(a.db()).await;
-    let status = a.setup.run(&["migrate", "--status"]).await;
+    let mut starting = tokio::task::JoinSet::new();
+    for setup in setups {
+        starting.spawn(setup.spawn());
+    }
+    let apps = starting.join_all().await;
+    for app in &apps {
+        app.get_json("/api/about").await;
+    }
+    // Completion order: find the replica whose setup owns the PostgreSQL database.
+    let owner = apps
+        .iter()
+        .find(|app| app.backend() == Backend::Postgres)
+        .unwrap();
+    let applied = applied_migrations(owner.db()).await;
+    let status = owner.setup.run(&["migrate", "--status"]).await;
     status.assert_success();
     let listed = status.stdout.lines().filter(|l| l.contains("m20")).count() as i64;
     assert_eq!(applied, listed, "each migration recorded once\n{status}");

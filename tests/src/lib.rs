@@ -18,6 +18,7 @@ mod assertions;
 mod db;
 mod logs;
 mod process;
+pub mod smtp;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,8 @@ pub use serde_json;
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// SPEC/issue 3: graceful shutdown must finish within 30 s.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long [`TestApp::expect_log`] waits for a log line (e.g. a mail written to the log).
+pub const LOG_TIMEOUT: Duration = Duration::from_secs(15);
 /// Upper bound for a CLI subcommand that is expected to finish on its own.
 pub const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -55,7 +58,7 @@ pub fn repo_root() -> PathBuf {
 /// Turns one async test body into two `#[tokio::test]`s, `sqlite` and `postgres`, inside a
 /// module named after the test (so `cargo nextest run about_` selects both).
 ///
-/// ```ignore
+/// ```text
 /// db_test!(async fn about_works(app: TestApp) { app.get("/api/about").await; });
 /// db_test!(async fn custom(backend: Backend) { let app = spawn_app_with(backend, json!({})).await; });
 /// ```
@@ -289,6 +292,12 @@ impl TestApp {
     /// The server's stderr, one entry per line.
     pub fn logs(&self) -> &Logs {
         &self.server.stderr
+    }
+
+    /// Waits (up to [`LOG_TIMEOUT`]) for a server log line matching `predicate`, old or new;
+    /// fails the test with the whole log when none comes. `what` names it in the failure.
+    pub async fn expect_log(&self, what: &str, predicate: impl Fn(&LogLine) -> bool) -> LogLine {
+        self.logs().expect_line(what, LOG_TIMEOUT, predicate).await
     }
 
     pub fn url(&self, path: &str) -> String {

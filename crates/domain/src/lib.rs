@@ -2,12 +2,20 @@
 //! services take a database connection and typed input, and answer with typed
 //! output or a [`DomainError`].
 
+pub mod accounts;
 pub mod banners;
 pub mod config;
 pub mod context;
 pub mod db;
+pub mod email_address;
+pub mod entities;
 pub mod error;
+pub mod links;
+pub mod mail;
+pub mod passwords;
 pub mod secret_key;
+pub mod throttle;
+pub mod tokens;
 
 pub use context::Domain;
 pub use error::{DomainError, DomainResult, Violation};

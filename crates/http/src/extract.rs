@@ -257,6 +257,7 @@ mod tests {
     struct Settings {
         #[allow(dead_code)]
         name: String,
+        #[allow(dead_code)]
         nested: Nested,
     }
 

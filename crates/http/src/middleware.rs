@@ -110,3 +110,70 @@ fn is_json(response: &ServiceResponse<BoxBody>) -> bool {
         .get(header::CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(b"application/json"))
 }
+
+/// Rejects requests whose `Host` isn't in `web_server.allowed_hosts` (`*` allows
+/// any host, `*.example.org` any subdomain), against DNS rebinding and host
+/// header injection into generated links.
+pub async fn check_host(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let allowed = req
+        .app_data::<actix_web::web::Data<crate::AppState>>()
+        .map(|state| state.domain.config.web_server.allowed_hosts.clone())
+        .unwrap_or_default();
+    if !allowed.is_empty() && !allowed.iter().any(|host| host == "*") {
+        let raw_host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|value| value.to_str().ok())
+            .or_else(|| req.uri().host())
+            .unwrap_or_default();
+        let host = host_name(raw_host).to_ascii_lowercase();
+        if !allowed.iter().any(|pattern| host_matches(pattern, &host)) {
+            tracing::warn!(host = %host, "request for a host not in allowed_hosts");
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "Invalid host header",
+            )
+            .into());
+        }
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+/// The name part of a `Host` header: without the port, IPv6 brackets removed.
+fn host_name(host: &str) -> &str {
+    match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(bracketed),
+        None => host.split(':').next().unwrap_or(host),
+    }
+}
+
+fn host_matches(pattern: &str, host: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(domain) => host.ends_with(&format!(".{domain}")),
+        None => pattern == host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{host_matches, host_name};
+
+    #[test]
+    fn ports_and_brackets_are_not_part_of_the_name() {
+        assert_eq!(host_name("example.org:5000"), "example.org");
+        assert_eq!(host_name("[::1]:5000"), "::1");
+        assert_eq!(host_name("localhost"), "localhost");
+    }
+
+    #[test]
+    fn wildcards_cover_subdomains_only() {
+        assert!(host_matches("scribe.example.org", "scribe.example.org"));
+        assert!(host_matches("*.example.org", "a.example.org"));
+        assert!(!host_matches("*.example.org", "example.org"));
+        assert!(!host_matches("*.example.org", "evil-example.org"));
+    }
+}

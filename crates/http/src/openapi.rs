@@ -65,3 +65,87 @@ impl Modify for SecuritySchemes {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, ToSchema)]
 #[serde(transparent)]
 pub struct EmailValidated(pub String);
+
+/// The 401 and 403 answers of every authenticated route, declared once.
+#[derive(utoipa::IntoResponses)]
+pub enum AuthErrors {
+    /// Missing, unknown or expired token.
+    #[response(status = 401, headers(("WWW-Authenticate" = String)))]
+    Unauthenticated(ErrorResponse),
+    /// Valid token without the rights this route needs.
+    #[response(status = 403, headers(("WWW-Authenticate" = String)))]
+    Forbidden(ErrorResponse),
+}
+
+/// 422: the request broke the schema (a missing or mistyped field, a rule).
+#[derive(utoipa::IntoResponses)]
+pub enum ValidationErrors {
+    #[response(status = 422)]
+    Invalid(HttpValidationError),
+}
+
+/// Contract schema names that aren't Rust identifiers (FastAPI names form
+/// bodies `Body_<operation id>`); the server renames them in the document.
+pub const SCHEMA_RENAMES: &[(&str, &str)] = &[
+    ("BodyLocalAccountLogin", "Body_local-account-login"),
+    ("BodyLdapLogin", "Body_ldap-login"),
+    (
+        "BodyLocalAccountChangeUserEmail",
+        "Body_local-account-change_user_email",
+    ),
+    (
+        "BodyLocalAccountChangeUserPassword",
+        "Body_local-account-change_user_password",
+    ),
+    ("BodyJobsSubmitJob", "Body_jobs-submit_job"),
+];
+
+/// Applies [`SCHEMA_RENAMES`] to component names and every `$ref`.
+pub struct ContractSchemaNames;
+
+impl Modify for ContractSchemaNames {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Ok(mut json) = serde_json::to_value(&*openapi) else {
+            return;
+        };
+        if let Some(schemas) = json
+            .pointer_mut("/components/schemas")
+            .and_then(|schemas| schemas.as_object_mut())
+        {
+            for (from, to) in SCHEMA_RENAMES {
+                if let Some(schema) = schemas.remove(*from) {
+                    schemas.insert((*to).to_owned(), schema);
+                }
+            }
+        }
+        rename_refs(&mut json);
+        if let Ok(renamed) = serde_json::from_value(json) {
+            *openapi = renamed;
+        }
+    }
+}
+
+fn rename_refs(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if key == "$ref" {
+                    let renamed = child.as_str().and_then(|reference| {
+                        let name = reference.strip_prefix("#/components/schemas/")?;
+                        SCHEMA_RENAMES
+                            .iter()
+                            .find(|(from, _)| *from == name)
+                            .map(|(_, to)| format!("#/components/schemas/{to}"))
+                    });
+                    if let Some(renamed) = renamed {
+                        *child = serde_json::Value::String(renamed);
+                    }
+                } else {
+                    rename_refs(child);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(rename_refs),
+        _ => {}
+    }
+}

@@ -8,10 +8,10 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{middleware, web, App};
 use scribe_http::extract::BodyLimit;
 use scribe_http::fallback::{self, KnownRoutes};
-use scribe_http::openapi::SecuritySchemes;
+use scribe_http::openapi::{ContractSchemaNames, SecuritySchemes};
 use scribe_http::AppState;
 use utoipa::openapi::OpenApi as OpenApiDoc;
-use utoipa::OpenApi;
+use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 use utoipa_redoc::{Redoc, Servable};
 use utoipa_swagger_ui::SwaggerUi;
@@ -42,7 +42,8 @@ where
 {
     let mut openapi = ApiDoc::openapi();
     openapi.info.version = scribe_domain::VERSION.to_owned();
-    app.into_utoipa_app()
+    let (app, mut document) = app
+        .into_utoipa_app()
         .openapi(openapi)
         .service(
             utoipa_actix_web::scope("/api")
@@ -52,7 +53,9 @@ where
                 .default_service(web::to(fallback::unmatched)),
         )
         .configure(probes::configure)
-        .split_for_parts()
+        .split_for_parts();
+    ContractSchemaNames.modify(&mut document);
+    (app, document)
 }
 
 /// The OpenAPI document, as `scribe openapi` prints and `/openapi.json` serves it.

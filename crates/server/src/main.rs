@@ -8,6 +8,7 @@ mod probes;
 mod serve;
 mod spa;
 mod tasks;
+mod tls;
 
 use std::io::Write;
 use std::process::ExitCode;

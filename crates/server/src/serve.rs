@@ -7,11 +7,11 @@ use std::time::Duration;
 use actix_web::HttpServer;
 use scribe_domain::config::{Config, LoadedConfig};
 use scribe_domain::secret_key::{KeyOrigin, SecretKey};
-use scribe_domain::Domain;
+use scribe_domain::{accounts, mail, tokens, Domain};
 use scribe_http::{AppState, BuildInfo};
 
-use crate::tasks::BackgroundTasks;
-use crate::{app, database, Failure};
+use crate::tasks::{self, BackgroundTasks};
+use crate::{app, database, tls, Failure};
 
 pub const BUILD: BuildInfo = BuildInfo {
     version: env!("CARGO_PKG_VERSION"),
@@ -22,16 +22,13 @@ pub async fn run(loaded: LoadedConfig) -> Result<(), Failure> {
     let config = Arc::new(loaded.config);
     let secret_key = load_secret_key(&config)?;
     let db = database::connect_and_migrate(&config).await?;
-    let domain = Domain {
-        db: db.clone(),
-        config: config.clone(),
-        secret_key,
-    };
+    let domain = Domain::new(db.clone(), config.clone(), secret_key);
     let state = AppState {
         domain,
         build: BUILD,
     };
-    let tasks = BackgroundTasks::new();
+    prepare_accounts(&state.domain).await?;
+    let tasks = start_background_tasks(&state.domain);
 
     let body_limit = config.web_server.max_request_body_bytes;
     let client_path = config.client_path.clone();
@@ -40,14 +37,23 @@ pub async fn run(loaded: LoadedConfig) -> Result<(), Failure> {
         HttpServer::new(move || app::build(state.clone(), body_limit, client_path.clone()))
             .workers(worker_count(&config))
             .shutdown_timeout(shutdown_timeout)
-            .disable_signals()
-            .bind((config.web_server.address, config.web_server.port))
-            .map_err(|err| {
-                Failure::Runtime(format!(
-                    "cannot listen on {}:{}: {err}",
-                    config.web_server.address, config.web_server.port
-                ))
-            })?;
+            .disable_signals();
+    let address = (config.web_server.address, config.web_server.port);
+    let cannot_listen = |err: std::io::Error| {
+        Failure::Runtime(format!(
+            "cannot listen on {}:{}: {err}",
+            config.web_server.address, config.web_server.port
+        ))
+    };
+    let server = match &config.web_server.ssl {
+        Some(ssl) => {
+            let tls = tls::server_config(ssl).map_err(Failure::Config)?;
+            server
+                .bind_rustls_0_23(address, tls)
+                .map_err(cannot_listen)?
+        }
+        None => server.bind(address).map_err(cannot_listen)?,
+    };
     let addresses: Vec<SocketAddr> = server.addrs();
     let server = server.run();
     for address in &addresses {
@@ -65,6 +71,58 @@ pub async fn run(loaded: LoadedConfig) -> Result<(), Failure> {
     tracing::info!("shut down cleanly");
     Ok(())
 }
+
+/// Syncs the users provisioned in the config file and makes sure someone can
+/// administer the instance: without any admin, one is created and its one-time
+/// password logged once.
+async fn prepare_accounts(domain: &Domain) -> Result<(), Failure> {
+    let failed = |err: scribe_domain::DomainError| {
+        Failure::Runtime(format!("preparing accounts failed: {err}"))
+    };
+    accounts::provision_users(domain).await.map_err(failed)?;
+    if let Some(admin) = accounts::ensure_initial_admin(domain)
+        .await
+        .map_err(failed)?
+    {
+        tracing::warn!(
+            email = %admin.email,
+            password = %admin.password,
+            "created the initial admin account; this password is shown only once: log in and change it"
+        );
+    }
+    Ok(())
+}
+
+fn start_background_tasks(domain: &Domain) -> BackgroundTasks {
+    let mut tasks = BackgroundTasks::new();
+    let (db, smtp, queue) = (
+        domain.db.clone(),
+        domain.config.smtp_server.clone(),
+        domain.mail.clone(),
+    );
+    tasks.spawn("mail", move |cancel| {
+        mail::run_worker(db, smtp, queue, cancel)
+    });
+    let cleanup_domain = domain.clone();
+    tasks.spawn("cleanup", move |cancel| {
+        tasks::every("cleanup", CLEANUP_PERIOD, cancel, move || {
+            let domain = cleanup_domain.clone();
+            async move {
+                let purged = tokens::purge_expired(&domain)
+                    .await
+                    .map_err(|err| err.to_string())?;
+                if purged > 0 {
+                    tracing::info!(purged, "removed expired tokens and login failures");
+                }
+                Ok(())
+            }
+        })
+    });
+    tasks
+}
+
+/// Housekeeping runs hourly; each part is cheap when there is nothing to do.
+const CLEANUP_PERIOD: Duration = Duration::from_secs(3600);
 
 fn worker_count(config: &Config) -> usize {
     config.web_server.worker_count.max(1)

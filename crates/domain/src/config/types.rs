@@ -214,6 +214,8 @@ pub struct SecurityConfig {
     pub local_account: LocalAccountConfig,
     /// Lifetime of login sessions.
     pub tokens: TokensConfig,
+    /// Limits on failed logins (Scribe's own section; Project-W has none).
+    pub login_throttling: LoginThrottlingConfig,
     /// OpenID Connect providers users can log in with, by the name shown on
     /// the login page ("Login with <name>"). The name is part of the redirect
     /// URI (`/api/oidc/auth/<name in lower case>`), so don't rename one.
@@ -243,6 +245,11 @@ pub struct LocalAccountConfig {
     /// this list (email, password, admin flag) at every start, by a number
     /// that identifies each. Removing an entry does not delete the account.
     pub user_provisioning: BTreeMap<u32, ProvisionedUser>,
+    /// Address of the admin account Scribe creates at start-up when there is
+    /// no admin at all and none is provisioned; its one-time password is
+    /// written to the log once (Scribe's own key). Not used when `mode` is
+    /// `disabled`.
+    pub initial_admin_email: String,
 }
 
 impl Default for LocalAccountConfig {
@@ -252,6 +259,7 @@ impl Default for LocalAccountConfig {
             allowed_email_domains: Vec::new(),
             allow_creation_of_api_tokens: true,
             user_provisioning: BTreeMap::new(),
+            initial_admin_email: "admin@localhost".to_owned(),
         }
     }
 }
@@ -297,6 +305,37 @@ impl Default for TokensConfig {
         TokensConfig {
             session_expiration_time_minutes: 60,
             rolling_session_before_expiration_minutes: 10,
+        }
+    }
+}
+
+/// Failed logins are counted in the database (so the limits hold across
+/// restarts and replicas). An account is throttled per client address, so
+/// someone guessing at an account from elsewhere never locks its owner out;
+/// each address also has a limit over all accounts. Over a limit, logins get
+/// 429 with `Retry-After` until the oldest counted failure ages out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginThrottlingConfig {
+    /// Failed logins allowed for one account from one address within
+    /// `account_window_minutes` (>= 1).
+    pub max_failures_per_account: u32,
+    /// The window for `max_failures_per_account`, in minutes (>= 1).
+    pub account_window_minutes: u32,
+    /// Failed logins allowed from one address, over all accounts, within
+    /// `address_window_minutes` (>= 1).
+    pub max_failures_per_address: u32,
+    /// The window for `max_failures_per_address`, in minutes (>= 1).
+    pub address_window_minutes: u32,
+}
+
+impl Default for LoginThrottlingConfig {
+    fn default() -> Self {
+        LoginThrottlingConfig {
+            max_failures_per_account: 10,
+            account_window_minutes: 15,
+            max_failures_per_address: 100,
+            address_window_minutes: 60,
         }
     }
 }

@@ -8,6 +8,7 @@ use regex::Regex;
 
 use super::error::Problem;
 use super::types::{Config, LdapProviderConfig, OidcProviderConfig};
+use crate::email_address::EmailAddress;
 
 /// Project-W's pattern for `client_url` (setting_models.py, `Settings`).
 const CLIENT_URL_PATTERN: &str = r"^(http|https):\/\/(([a-zA-Z0-9\-]+\.)+[a-zA-Z0-9\-]+|localhost)(:[0-9]+)?((\/[a-zA-Z0-9\-]+)+)?(\/#)?$";
@@ -229,11 +230,13 @@ fn validate_security(config: &Config, r: &mut Report) {
     let mut emails: BTreeMap<String, u32> = BTreeMap::new();
     for (id, user) in &local.user_provisioning {
         let key = format!("security.local_account.user_provisioning.{id}");
-        r.check(
-            is_plausible_email(&user.email),
-            format!("{key}.email"),
-            format!("expected an email address; got `{}`", user.email),
-        );
+        if let Err(err) = EmailAddress::parse(&user.email) {
+            r.check(
+                false,
+                format!("{key}.email"),
+                format!("expected an email address; got `{}`: {err}", user.email),
+            );
+        }
         r.check(
             user.password.expose().chars().count() >= MIN_PROVISIONED_PASSWORD_CHARS,
             format!("{key}.password"),
@@ -246,6 +249,37 @@ fn validate_security(config: &Config, r: &mut Report) {
                 format!("the same address as user_provisioning.{first}; each provisioned user needs its own"),
             );
         }
+    }
+
+    if let Err(err) = EmailAddress::parse(&local.initial_admin_email) {
+        r.check(
+            false,
+            "security.local_account.initial_admin_email",
+            format!(
+                "expected an email address; got `{}`: {err}",
+                local.initial_admin_email
+            ),
+        );
+    }
+
+    let throttling = &security.login_throttling;
+    for (name, value) in [
+        (
+            "max_failures_per_account",
+            throttling.max_failures_per_account,
+        ),
+        ("account_window_minutes", throttling.account_window_minutes),
+        (
+            "max_failures_per_address",
+            throttling.max_failures_per_address,
+        ),
+        ("address_window_minutes", throttling.address_window_minutes),
+    ] {
+        r.check(
+            value >= 1,
+            format!("security.login_throttling.{name}"),
+            "expected at least 1",
+        );
     }
 
     let tokens = &security.tokens;

@@ -1,0 +1,8 @@
+//! sea-orm models of the tables the migrations create. Services use them for
+//! persistence; wire types live in the route crates and never expose these.
+
+pub mod login_failures;
+pub mod mail_outbox;
+pub mod tokens;
+pub mod tos_acceptances;
+pub mod users;
