@@ -121,3 +121,59 @@ db_test!(
         drop(taken);
     }
 );
+
+db_test!(
+    /// A response still being sent when SIGTERM arrives is finished, not cut off: a large
+    /// static file (`client_path`) read by a slow client keeps a request in flight.
+    async fn sigterm_finishes_a_response_in_flight(backend: Backend) {
+        use tokio::io::AsyncReadExt;
+
+        const SIZE: usize = 64 << 20; // Far more than the socket buffers hold.
+        let setup = TestSetup::new(backend).await;
+        let client = setup.dir.path().join("client");
+        std::fs::create_dir_all(&client).unwrap();
+        std::fs::write(client.join("index.html"), "<!doctype html>").unwrap();
+        let content: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+        std::fs::write(client.join("big.bin"), &content).unwrap();
+        let mut app = setup
+            .with_config(json!({ "client_path": client }))
+            .spawn()
+            .await;
+
+        let mut stream = TcpStream::connect(app.address).await.unwrap();
+        stream
+            .write_all(b"GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        // Read the start of the response, then stop: the server blocks on a full socket.
+        let mut received = vec![0u8; 64 << 10];
+        stream.read_exact(&mut received).await.unwrap();
+        let head = String::from_utf8_lossy(&received[..256]).to_string();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+        app.server.signal(libc::SIGTERM);
+        // Shutdown has begun once new connections are refused.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match TcpStream::connect(app.address).await {
+                Err(_) => break,
+                Ok(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Ok(_) => panic!("still accepting 10 s after SIGTERM"),
+            }
+        }
+
+        stream.read_to_end(&mut received).await.unwrap();
+        let split = received
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("end of headers")
+            + 4;
+        assert_eq!(received.len() - split, SIZE, "the whole file arrived");
+        assert!(received[split..] == content[..], "the file arrived intact");
+
+        let status = app.server.wait_exit(SHUTDOWN_TIMEOUT).await;
+        assert!(status.success(), "exit {status}\n{}", app.logs().dump());
+    }
+);

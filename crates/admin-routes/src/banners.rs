@@ -32,7 +32,7 @@ pub struct BannerIdQuery {
     tag = "admins",
     operation_id = "admins-add_site_banner",
     request_body = SiteBannerRequest,
-    responses((status = 200, body = i64), AuthErrors, ValidationErrors),
+    responses((status = 200, body = i64, content_type = "application/json"), AuthErrors, ValidationErrors),
     security(("Auth & runner token" = []), ("Auth token" = []))
 )]
 #[post("/add_site_banner")]

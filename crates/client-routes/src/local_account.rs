@@ -129,7 +129,7 @@ pub struct EmailQuery {
     params(("user-agent" = Option<String>, Header, description = "Names the new token")),
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, body = String),
+        (status = 200, body = String, content_type = "application/json"),
         (status = 400, body = ErrorResponse, description = "Unsupported scope, or admin scope for a non-admin"),
         (status = 401, body = ErrorResponse, description = "Wrong email or password"),
         (status = 429, body = ErrorResponse, description = "Too many failed logins"),
@@ -186,7 +186,7 @@ fn check_grant_type(grant_type: Option<&str>) -> ApiResult<()> {
     operation_id = "local-account-signup",
     request_body = SignupRequest,
     responses(
-        (status = 200, body = String),
+        (status = 200, body = String, content_type = "application/json"),
         (status = 400, body = ErrorResponse, description = "Email domain not allowed or address taken"),
         (status = 405, body = ErrorResponse, description = "Signup is disabled"),
         ValidationErrors
@@ -211,7 +211,7 @@ async fn signup(
     operation_id = "local-account-activate",
     params(TokenQuery),
     responses(
-        (status = 200, body = String),
+        (status = 200, body = String, content_type = "application/json"),
         (status = 400, body = ErrorResponse, description = "Unknown user or already verified"),
         (status = 401, body = ErrorResponse, description = "Invalid, expired or used token"),
         ValidationErrors
@@ -232,7 +232,7 @@ async fn activate(
     tag = "local-account",
     operation_id = "local-account-resend_activation_email",
     responses(
-        (status = 200, body = String),
+        (status = 200, body = String, content_type = "application/json"),
         (status = 400, body = ErrorResponse, description = "Already verified"),
         AuthErrors
     ),
@@ -257,7 +257,7 @@ async fn resend_activation_email(
     operation_id = "local-account-request_password_reset",
     params(EmailQuery),
     responses(
-        (status = 200, body = String),
+        (status = 200, body = String, content_type = "application/json"),
         (status = 400, body = ErrorResponse, description = "Not an email address"),
         ValidationErrors
     )
@@ -281,7 +281,7 @@ async fn request_password_reset(
     operation_id = "local-account-reset_password",
     request_body = PasswordResetRequest,
     responses(
-        (status = 200, body = String),
+        (status = 200, body = String, content_type = "application/json"),
         (status = 400, body = ErrorResponse),
         (status = 401, body = ErrorResponse, description = "Invalid, expired or used token"),
         ValidationErrors
@@ -304,7 +304,7 @@ async fn reset_password(
     operation_id = "local-account-change_user_email",
     request_body = ChangeEmailRequest,
     responses(
-        (status = 200, body = String),
+        (status = 200, body = String, content_type = "application/json"),
         (status = 400, body = ErrorResponse, description = "Email domain not allowed or address taken"),
         AuthErrors,
         ValidationErrors
@@ -330,7 +330,7 @@ async fn change_user_email(
     tag = "local-account",
     operation_id = "local-account-change_user_password",
     request_body = ChangePasswordRequest,
-    responses((status = 200, body = String), AuthErrors, ValidationErrors),
+    responses((status = 200, body = String, content_type = "application/json"), AuthErrors, ValidationErrors),
     security(("Auth & runner token" = []), ("Auth token" = []))
 )]
 #[post("/change_user_password")]

@@ -86,7 +86,7 @@ pub struct AcceptTosQuery {
     tag = "users",
     operation_id = "users-invalidate_token",
     params(TokenIdQuery),
-    responses((status = 200, body = String), AuthErrors, ValidationErrors),
+    responses((status = 200, body = String, content_type = "application/json"), AuthErrors, ValidationErrors),
     security(("Auth & runner token" = []), ("Auth token" = []))
 )]
 #[delete("/invalidate_token")]
@@ -103,7 +103,7 @@ async fn invalidate_token(
 #[utoipa::path(
     tag = "users",
     operation_id = "users-invalidate_all_tokens",
-    responses((status = 200, body = String), AuthErrors),
+    responses((status = 200, body = String, content_type = "application/json"), AuthErrors),
     security(("Auth & runner token" = []), ("Auth token" = []))
 )]
 #[delete("/invalidate_all_tokens")]
@@ -119,7 +119,7 @@ async fn invalidate_all_tokens(
 #[utoipa::path(
     tag = "users",
     operation_id = "users-logout",
-    responses((status = 200, body = String), AuthErrors),
+    responses((status = 200, body = String, content_type = "application/json"), AuthErrors),
     security(("Auth & runner token" = []), ("Auth token" = []))
 )]
 #[delete("/logout")]
@@ -139,7 +139,7 @@ async fn logout(state: web::Data<AppState>, user: AnyUser) -> ApiResult<HttpResp
     operation_id = "users-get_new_api_token",
     params(TokenNameQuery),
     responses(
-        (status = 200, body = String, description = "The new token; it is shown only once"),
+        (status = 200, body = String, content_type = "application/json", description = "The new token; it is shown only once"),
         (status = 400, body = ErrorResponse),
         AuthErrors,
         ValidationErrors
@@ -192,7 +192,7 @@ async fn info(user: AnyUser) -> web::Json<UserResponse> {
     operation_id = "users-accept_tos",
     params(AcceptTosQuery),
     responses(
-        (status = 200, body = String),
+        (status = 200, body = String, content_type = "application/json"),
         (status = 400, body = ErrorResponse),
         AuthErrors,
         ValidationErrors
@@ -214,7 +214,7 @@ async fn accept_tos(
 #[utoipa::path(
     tag = "users",
     operation_id = "users-delete",
-    responses((status = 200, body = String), AuthErrors),
+    responses((status = 200, body = String, content_type = "application/json"), AuthErrors),
     security(("Auth & runner token" = []), ("Auth token" = []))
 )]
 #[delete("/delete")]

@@ -221,7 +221,10 @@ fn violation(location: &str, path: &serde_path_to_error::Path, message: &str) ->
         return Violation::new(loc, "Field required", "missing");
     }
     if let Some(field) = quoted_name(message, "unknown field `") {
-        loc.push(LocSegment::from(field));
+        // serde_path_to_error already records the unknown key as the last segment.
+        if loc.last() != Some(&LocSegment::from(field)) {
+            loc.push(LocSegment::from(field));
+        }
         return Violation::new(loc, "Extra inputs are not permitted", "extra_forbidden");
     }
     let kind = if message.starts_with("unknown variant") {

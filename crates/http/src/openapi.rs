@@ -15,6 +15,7 @@ pub struct ErrorResponse {
 #[derive(Debug, serde::Serialize, ToSchema)]
 #[schema(as = HTTPValidationError)]
 pub struct HttpValidationError {
+    #[schema(required = false)]
     pub detail: Vec<ValidationError>,
 }
 
@@ -26,6 +27,14 @@ pub struct ValidationError {
     pub msg: String,
     #[serde(rename = "type")]
     pub kind: String,
+    /// The offending value, when it is safe to echo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<serde_json::Value>,
+    /// Details of the rule that failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub ctx: Option<serde_json::Value>,
 }
 
 /// A field name or a list index.
@@ -100,29 +109,21 @@ pub const SCHEMA_RENAMES: &[(&str, &str)] = &[
     ("BodyJobsSubmitJob", "Body_jobs-submit_job"),
 ];
 
-/// Applies [`SCHEMA_RENAMES`] to component names and every `$ref`.
-pub struct ContractSchemaNames;
-
-impl Modify for ContractSchemaNames {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let Ok(mut json) = serde_json::to_value(&*openapi) else {
-            return;
-        };
-        if let Some(schemas) = json
-            .pointer_mut("/components/schemas")
-            .and_then(|schemas| schemas.as_object_mut())
-        {
-            for (from, to) in SCHEMA_RENAMES {
-                if let Some(schema) = schemas.remove(*from) {
-                    schemas.insert((*to).to_owned(), schema);
-                }
+/// Applies [`SCHEMA_RENAMES`] to component names and every `$ref` of a rendered
+/// document. Done on JSON because utoipa's types can't be deserialised back
+/// reliably, and these names can't be Rust identifiers.
+pub fn apply_contract_schema_names(document: &mut serde_json::Value) {
+    if let Some(schemas) = document
+        .pointer_mut("/components/schemas")
+        .and_then(|schemas| schemas.as_object_mut())
+    {
+        for (from, to) in SCHEMA_RENAMES {
+            if let Some(schema) = schemas.remove(*from) {
+                schemas.insert((*to).to_owned(), schema);
             }
         }
-        rename_refs(&mut json);
-        if let Ok(renamed) = serde_json::from_value(json) {
-            *openapi = renamed;
-        }
     }
+    rename_refs(document);
 }
 
 fn rename_refs(value: &mut serde_json::Value) {

@@ -8,10 +8,10 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{middleware, web, App};
 use scribe_http::extract::BodyLimit;
 use scribe_http::fallback::{self, KnownRoutes};
-use scribe_http::openapi::{ContractSchemaNames, SecuritySchemes};
+use scribe_http::openapi::{apply_contract_schema_names, SecuritySchemes};
 use scribe_http::AppState;
 use utoipa::openapi::OpenApi as OpenApiDoc;
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 use utoipa_redoc::{Redoc, Servable};
 use utoipa_swagger_ui::SwaggerUi;
@@ -42,8 +42,7 @@ where
 {
     let mut openapi = ApiDoc::openapi();
     openapi.info.version = scribe_domain::VERSION.to_owned();
-    let (app, mut document) = app
-        .into_utoipa_app()
+    app.into_utoipa_app()
         .openapi(openapi)
         .service(
             utoipa_actix_web::scope("/api")
@@ -53,9 +52,7 @@ where
                 .default_service(web::to(fallback::unmatched)),
         )
         .configure(probes::configure)
-        .split_for_parts();
-    ContractSchemaNames.modify(&mut document);
-    (app, document)
+        .split_for_parts()
 }
 
 /// The OpenAPI document, as `scribe openapi` prints and `/openapi.json` serves it.
@@ -63,8 +60,16 @@ pub fn openapi_document() -> OpenApiDoc {
     routes(App::new()).1
 }
 
+/// The document as served and committed: utoipa's rendering with the contract's
+/// schema names applied.
+pub fn openapi_value(document: &OpenApiDoc) -> serde_json::Value {
+    let mut value = serde_json::to_value(document).unwrap_or_default();
+    apply_contract_schema_names(&mut value);
+    value
+}
+
 pub fn openapi_json(document: &OpenApiDoc) -> String {
-    let mut json = document.to_pretty_json().unwrap_or_default();
+    let mut json = serde_json::to_string_pretty(&openapi_value(document)).unwrap_or_default();
     json.push('\n');
     json
 }
@@ -88,10 +93,25 @@ pub fn build(
         .app_data(BodyLimit(body_limit));
     let (app, document) = routes(app);
     let app = app.app_data(web::Data::new(KnownRoutes::from_openapi(&document)));
+    let rendered = openapi_value(&document);
+    let served = web::Bytes::from(serde_json::to_vec(&rendered).unwrap_or_default());
     let app = app
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document.clone()))
+        .route(
+            "/openapi.json",
+            web::get().to(move || {
+                let served = served.clone();
+                async move {
+                    actix_web::HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body(served)
+                }
+            }),
+        )
+        .service(
+            SwaggerUi::new("/docs/{_:.*}").config(utoipa_swagger_ui::Config::from("/openapi.json")),
+        )
         .service(web::redirect("/docs", "/docs/"))
-        .service(Redoc::with_url("/redoc", document));
+        .service(Redoc::with_url("/redoc", rendered));
     let app = match client_path {
         Some(dir) => app.service(spa::service(dir)),
         None => app.default_service(web::to(fallback::unmatched)),

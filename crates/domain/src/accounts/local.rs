@@ -509,6 +509,8 @@ pub async fn login_local(d: &Domain, attempt: LoginAttempt<'_>) -> DomainResult<
         throttle::record_failure(d, &account, attempt.client_address).await?;
         return Err(wrong_credentials());
     };
+    // A scope the user can't have is refused before anything is written.
+    let admin_privileges = admin_privileges_for_scope(attempt.scope, user.is_admin)?;
     throttle::clear(d, &account, attempt.client_address).await?;
 
     if verification == Verification::MatchNeedsRehash {
@@ -527,7 +529,6 @@ pub async fn login_local(d: &Domain, attempt: LoginAttempt<'_>) -> DomainResult<
         );
     }
 
-    let admin_privileges = admin_privileges_for_scope(attempt.scope, user.is_admin)?;
     let name = attempt.user_agent.unwrap_or(UNKNOWN_DEVICE);
     let token = tokens::issue_session(d, user.id, name, admin_privileges).await?;
     tracing::info!(user_id = user.id, admin_privileges, "local login");
