@@ -221,3 +221,103 @@ db_test!(
         assert_validation_error_at(response, &["body", "password"]).await;
     }
 );
+
+/// One request's answer must be a client error in one of the two typed shapes (or a
+/// success), never a 5xx.
+async fn assert_client_error_shape(what: &str, response: reqwest::Response) {
+    let status = response.status().as_u16();
+    assert!(status < 500, "{what}: {status}");
+    if status == 422 {
+        assert_validation_error(response).await;
+    } else if status >= 400 {
+        assert_error(response, status).await;
+    }
+}
+
+db_test!(
+    /// SPEC §5: never a 500 for something a client sent. Every operation in the served
+    /// document gets, without credentials: no body, a malformed JSON body, a body of the
+    /// wrong type, and nonsense in each query parameter. The answers are typed client errors.
+    async fn no_operation_answers_nonsense_with_a_server_error(app: TestApp) {
+        let doc = app.get_json("/openapi.json").await;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let mut checked = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            // Path parameters get a value no route knows.
+            let concrete: String = path
+                .split('/')
+                .map(|part| {
+                    if part.starts_with('{') {
+                        "no-such-thing"
+                    } else {
+                        part
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            for (method, operation) in item.as_object().unwrap() {
+                let Ok(method) = Method::from_bytes(method.to_uppercase().as_bytes()) else {
+                    continue; // `parameters`, `summary`...
+                };
+                if !path.starts_with("/api/") {
+                    continue;
+                }
+                let query: Vec<(String, &str)> = operation["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["in"] == "query")
+                    .map(|p| (p["name"].as_str().unwrap().to_string(), "%%nonsense%%"))
+                    .collect();
+                let url = app.url(&concrete);
+                let what = |case: &str| format!("{method} {concrete} ({case})");
+                let requests = [
+                    ("no body", client.request(method.clone(), &url)),
+                    (
+                        "malformed JSON",
+                        client
+                            .request(method.clone(), &url)
+                            .header("content-type", "application/json")
+                            .body("{\"unterminated"),
+                    ),
+                    (
+                        "wrong JSON type",
+                        client
+                            .request(method.clone(), &url)
+                            .json(&json!([[], null, 1.5])),
+                    ),
+                    (
+                        "form garbage",
+                        client
+                            .request(method.clone(), &url)
+                            .header("content-type", "application/x-www-form-urlencoded")
+                            .body("%%%&&&==="),
+                    ),
+                    (
+                        "query nonsense",
+                        client.request(method.clone(), &url).query(&query),
+                    ),
+                ];
+                for (case, request) in requests {
+                    let response = request.send().await.unwrap();
+                    assert_client_error_shape(&what(case), response).await;
+                    checked += 1;
+                }
+            }
+        }
+        assert!(
+            checked >= 10,
+            "only {checked} requests: is /openapi.json complete?"
+        );
+        assert!(
+            !app.logs().dump().contains("panicked"),
+            "{}",
+            app.logs().dump()
+        );
+    }
+);

@@ -168,12 +168,10 @@ fn ensure_sqlite_directory(url: &str) -> Result<(), DatabaseError> {
 /// (with migrations this build doesn't know) is refused.
 pub async fn migrate(db: &DatabaseConnection) -> Result<Vec<String>, DatabaseError> {
     let failed = |err: DbErr| DatabaseError::Migration(err.to_string());
-    let pending = pending_migrations(db).await.map_err(failed)?;
-    if pending.is_empty() {
-        return Ok(pending);
-    }
     match db.get_database_backend() {
         DbBackend::Postgres => {
+            // Everything, including creating the bookkeeping table, happens under
+            // the lock: concurrent `CREATE TABLE IF NOT EXISTS` race in PostgreSQL.
             let txn = db.begin().await.map_err(failed)?;
             txn.execute(Statement::from_sql_and_values(
                 DbBackend::Postgres,
@@ -182,15 +180,24 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<Vec<String>, DatabaseErr
             ))
             .await
             .map_err(failed)?;
-            Migrator::up(&txn, None).await.map_err(failed)?;
+            let pending = pending_migrations(&txn).await.map_err(failed)?;
+            if !pending.is_empty() {
+                Migrator::up(&txn, None).await.map_err(failed)?;
+            }
             txn.commit().await.map_err(failed)?;
+            Ok(pending)
         }
-        _ => Migrator::up(db, None).await.map_err(failed)?,
+        _ => {
+            let pending = pending_migrations(db).await.map_err(failed)?;
+            if !pending.is_empty() {
+                Migrator::up(db, None).await.map_err(failed)?;
+            }
+            Ok(pending)
+        }
     }
-    Ok(pending)
 }
 
-async fn pending_migrations(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+async fn pending_migrations(db: &impl ConnectionTrait) -> Result<Vec<String>, DbErr> {
     Ok(migration_status(db)
         .await?
         .into_iter()
@@ -205,7 +212,7 @@ pub struct MigrationState {
     pub applied: bool,
 }
 
-pub async fn migration_status(db: &DatabaseConnection) -> Result<Vec<MigrationState>, DbErr> {
+pub async fn migration_status(db: &impl ConnectionTrait) -> Result<Vec<MigrationState>, DbErr> {
     Migrator::install(db).await?;
     Ok(Migrator::get_migration_with_status(db)
         .await?
