@@ -836,3 +836,123 @@ db_test!(
         assert_eq!(user_count(&app).await, 1);
     }
 );
+
+/// Moves the expiry of every session token to `minutes` from now, as if time had passed.
+async fn age_sessions(app: &TestApp, minutes: i64) {
+    let expiry = (std::time::SystemTime::now() + Duration::from_secs(minutes as u64 * 60))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let rfc3339 = chrono_like_rfc3339(expiry);
+    let updated = app
+        .db()
+        .execute(&format!(
+            "UPDATE tokens SET expires_at = '{rfc3339}' WHERE explicit = false"
+        ))
+        .await;
+    assert!(updated > 0, "no session token to age");
+}
+
+/// `YYYY-MM-DDTHH:MM:SS+00:00` for a UNIX time, without pulling a date crate into the tests.
+fn chrono_like_rfc3339(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let seconds = unix % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}+00:00",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}
+
+db_test!(
+    async fn sessions_near_expiry_roll_over(backend: Backend) {
+        let (app, sink) = app_with_mail(backend, json!({})).await;
+        signup_and_activate(&app, &sink, "kim@example.org").await;
+        let old = session_token(&app, "kim@example.org", PASSWORD, "").await;
+
+        // Far from expiry: nothing rotates.
+        let response = http_client_without_cookies()
+            .get(app.url("/api/users/info"))
+            .header(header::COOKIE, format!("token={old}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(token_cookie(&response).is_none());
+        json_body(response, 200).await;
+
+        // Inside the rolling window (default 10 min): a cookie request gets a new token.
+        age_sessions(&app, 5).await;
+        let response = http_client_without_cookies()
+            .get(app.url("/api/users/info"))
+            .header(header::COOKIE, format!("token={old}"))
+            .send()
+            .await
+            .unwrap();
+        let cookie = token_cookie(&response)
+            .unwrap_or_else(|| panic!("a rotated token in Set-Cookie: {:?}", response.headers()));
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("Max-Age=3600"),
+            "{cookie}"
+        );
+        json_body(response, 200).await;
+        let new = cookie_value(&cookie);
+        assert_ne!(new, old);
+        json_body(
+            bearer(&app, Method::GET, "/api/users/info", &new)
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await;
+        // The previous value stays valid for a short grace period (requests in flight).
+        json_body(
+            bearer(&app, Method::GET, "/api/users/info", &old)
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await;
+
+        // A session presented as Bearer has its expiry slid, without a new value.
+        age_sessions(&app, 5).await;
+        let response = bearer(&app, Method::GET, "/api/users/get_all_token_info", &new)
+            .send()
+            .await
+            .unwrap();
+        assert!(token_cookie(&response).is_none());
+        let tokens = json_body(response, 200).await;
+        let expires = tokens[0]["expires_at"].as_str().unwrap().to_owned();
+        let soon = chrono_like_rfc3339(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 30 * 60,
+        );
+        assert!(
+            expires[..19] > soon[..19],
+            "expiry {expires} should be about an hour away"
+        );
+        json_body(
+            bearer(&app, Method::GET, "/api/users/info", &new)
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await;
+    }
+);

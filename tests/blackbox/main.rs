@@ -13,6 +13,7 @@ mod docs;
 mod errors;
 mod general;
 mod harness;
+mod hosts;
 mod lifecycle;
 mod migrations;
 mod spa;

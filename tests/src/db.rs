@@ -95,6 +95,34 @@ impl TestDb {
         }
     }
 
+    /// Runs a statement (e.g. to age a token in place); returns the rows affected.
+    pub async fn execute(&self, sql: &str) -> u64 {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = SqliteConnection::connect(&self.url)
+                    .await
+                    .unwrap_or_else(|e| panic!("open {}: {e}", self.url));
+                let done = sqlx::query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let _ = conn.close().await;
+                done.rows_affected()
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::connect(&self.url)
+                    .await
+                    .unwrap_or_else(|e| panic!("connect to {}: {e}", self.url));
+                let done = sqlx::query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let _ = conn.close().await;
+                done.rows_affected()
+            }
+        }
+    }
+
     /// The names of the user tables, sorted.
     pub async fn table_names(&self) -> Vec<String> {
         let mut names = match self.backend {

@@ -141,7 +141,8 @@ pub struct TestSetup {
 }
 
 impl TestSetup {
-    /// A temp dir, a fresh database and the base config (see module docs of the brief).
+    /// A temp dir, a fresh database and the base config: that database, `data_dir` in the
+    /// temp dir, 127.0.0.1 port 0 without TLS, a random secret key, JSON logs on stderr.
     pub async fn new(backend: Backend) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("scribe-test-")

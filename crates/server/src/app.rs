@@ -116,8 +116,10 @@ pub fn build(
         Some(dir) => app.service(spa::service(dir)),
         None => app.default_service(web::to(fallback::unmatched)),
     };
-    app.wrap(middleware::from_fn(
-        scribe_http::middleware::normalize_errors,
-    ))
-    .wrap(middleware::from_fn(scribe_http::middleware::log_requests))
+    app.wrap(middleware::from_fn(scribe_http::auth::send_rotated_cookie))
+        .wrap(middleware::from_fn(
+            scribe_http::middleware::normalize_errors,
+        ))
+        .wrap(middleware::from_fn(scribe_http::middleware::check_host))
+        .wrap(middleware::from_fn(scribe_http::middleware::log_requests))
 }
