@@ -19,6 +19,7 @@ use sea_orm::{
 const MIGRATION_LOCK_KEY: i64 = 0x5c41_be00_0000_0001;
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+const MAX_ATTEMPT_TIME: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
@@ -85,7 +86,10 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
     let started = Instant::now();
     let mut delay = Duration::from_millis(200);
     loop {
-        match connect_once(backend, settings).await {
+        // Each attempt gets at most the time left, so a short retry budget is honoured.
+        let remaining = settings.retry_for.saturating_sub(started.elapsed());
+        let attempt_timeout = remaining.clamp(Duration::from_millis(500), MAX_ATTEMPT_TIME);
+        match connect_once(backend, settings, attempt_timeout).await {
             Ok(db) => return Ok(db),
             Err(err) if started.elapsed() + delay <= settings.retry_for => {
                 tracing::warn!(
@@ -111,6 +115,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
 async fn connect_once(
     backend: DbBackend,
     settings: &DatabaseSettings,
+    attempt_timeout: Duration,
 ) -> Result<DatabaseConnection, DbErr> {
     match backend {
         DbBackend::Sqlite => {
@@ -133,8 +138,8 @@ async fn connect_once(
             let mut options = ConnectOptions::new(settings.url.clone());
             options
                 .max_connections(settings.max_connections.max(1))
-                .connect_timeout(Duration::from_secs(5))
-                .acquire_timeout(Duration::from_secs(10))
+                .connect_timeout(attempt_timeout)
+                .acquire_timeout(attempt_timeout)
                 .sqlx_logging(false);
             Database::connect(options).await
         }

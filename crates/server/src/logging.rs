@@ -3,6 +3,8 @@
 //! print (`openapi`, `check-config`) keep stdout clean. `SCRIBE_LOG` (an
 //! env-filter directive) overrides the configured level for debugging.
 
+use std::io::IsTerminal;
+
 use scribe_domain::config::{LogLevel, LoggingConfig};
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::layer::SubscriberExt;
@@ -21,6 +23,8 @@ pub fn init(config: &LoggingConfig) -> Result<(), String> {
     } else {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            // Colour codes only for a person at a terminal, not for journald or docker logs.
+            .with_ansi(std::io::stderr().is_terminal())
             .boxed()
     }
     .with_filter(console_filter);

@@ -116,7 +116,7 @@ impl Default for WebServerConfig {
             reverse_proxy: None,
             ssl: None,
             max_request_body_bytes: 1024 * 1024,
-            shutdown_timeout_seconds: 30,
+            shutdown_timeout_seconds: 25,
         }
     }
 }
