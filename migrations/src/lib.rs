@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_create_site_banners;
 mod m20261125_000002_create_accounts;
 mod m20261125_000003_create_mail_outbox;
+mod m20261125_000004_create_job_settings;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_site_banners::Migration),
             Box::new(m20261125_000002_create_accounts::Migration),
             Box::new(m20261125_000003_create_mail_outbox::Migration),
+            Box::new(m20261125_000004_create_job_settings::Migration),
         ]
     }
 }

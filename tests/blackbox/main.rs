@@ -17,3 +17,4 @@ mod hosts;
 mod lifecycle;
 mod migrations;
 mod spa;
+mod tls;

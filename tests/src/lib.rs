@@ -36,6 +36,7 @@ pub use process::{
 };
 pub use reqwest;
 pub use serde_json;
+pub use tempfile;
 
 /// How long a server may take from spawn to its `listening` line. Generous: on a loaded
 /// 2-core CI machine a PostgreSQL start-up with migrations can be slow.

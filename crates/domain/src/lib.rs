@@ -10,6 +10,7 @@ pub mod db;
 pub mod email_address;
 pub mod entities;
 pub mod error;
+pub mod jobs;
 pub mod links;
 pub mod mail;
 pub mod passwords;

@@ -1,6 +1,8 @@
 //! sea-orm models of the tables the migrations create. Services use them for
 //! persistence; wire types live in the route crates and never expose these.
 
+pub mod default_job_settings;
+pub mod job_settings;
 pub mod login_failures;
 pub mod mail_outbox;
 pub mod tokens;
