@@ -7,6 +7,8 @@ mod m20261125_000001_create_site_banners;
 mod m20261125_000002_create_accounts;
 mod m20261125_000003_create_mail_outbox;
 mod m20261125_000004_create_job_settings;
+mod m20261125_000005_create_blobs;
+mod m20261125_000006_create_jobs_and_runners;
 
 pub struct Migrator;
 
@@ -18,6 +20,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_create_accounts::Migration),
             Box::new(m20261125_000003_create_mail_outbox::Migration),
             Box::new(m20261125_000004_create_job_settings::Migration),
+            Box::new(m20261125_000005_create_blobs::Migration),
+            Box::new(m20261125_000006_create_jobs_and_runners::Migration),
         ]
     }
 }

@@ -4,130 +4,12 @@
 
 use std::time::Duration;
 
-use scribe_tests::reqwest::{header, Method, RequestBuilder, Response};
+use scribe_tests::accounts::*;
+use scribe_tests::reqwest::{header, Method};
 use scribe_tests::serde_json::{json, Value};
-use scribe_tests::smtp::{ReceivedMail, SmtpSink};
 use scribe_tests::*;
 
-const PASSWORD: &str = "Correct-Horse-9-battery";
 const NEW_PASSWORD: &str = "Another-Staple-7-horse";
-const CLIENT_URL: &str = "http://localhost:5173/#";
-const MAIL_WAIT: Duration = Duration::from_secs(20);
-
-/// A server whose mail goes to a fresh SMTP sink.
-async fn app_with_mail(backend: Backend, extra: Value) -> (TestApp, SmtpSink) {
-    let sink = SmtpSink::start().await;
-    let mut config = json!({
-        "smtp_server": {
-            "hostname": "127.0.0.1",
-            "port": sink.port(),
-            "secure": "plain",
-            "sender_email": "scribe@example.org"
-        }
-    });
-    merge_json(&mut config, extra);
-    (spawn_app_with(backend, config).await, sink)
-}
-
-async fn mail_to(sink: &SmtpSink, address: &str, subject_part: &str) -> ReceivedMail {
-    let address = address.to_owned();
-    let subject_part = subject_part.to_lowercase();
-    sink.wait_for(
-        |mail| {
-            mail.recipients
-                .iter()
-                .any(|r| r.eq_ignore_ascii_case(&address))
-                && mail.subject.to_lowercase().contains(&subject_part)
-        },
-        MAIL_WAIT,
-    )
-    .await
-    .unwrap_or_else(|| {
-        panic!(
-            "no mail about {subject_part:?} to {address}; got {:?}",
-            sink.messages()
-        )
-    })
-}
-
-fn activation_token(mail: &ReceivedMail) -> String {
-    mail.token_after(&format!("{CLIENT_URL}/local/activate?token="))
-        .unwrap_or_else(|| panic!("no activation link in: {}", mail.body))
-}
-
-fn bearer(app: &TestApp, method: Method, path: &str, token: &str) -> RequestBuilder {
-    // A client without cookies, so only the Bearer header authenticates.
-    http_client_without_cookies()
-        .request(method, app.url(path))
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-}
-
-fn http_client_without_cookies() -> scribe_tests::reqwest::Client {
-    scribe_tests::reqwest::Client::builder()
-        .redirect(scribe_tests::reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// The `token` cookie a response sets, with its attributes.
-fn token_cookie(response: &Response) -> Option<String> {
-    response
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("token="))
-        .map(str::to_owned)
-}
-
-fn cookie_value(set_cookie: &str) -> String {
-    set_cookie
-        .trim_start_matches("token=")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
-async fn signup(app: &TestApp, email: &str, password: &str) -> Response {
-    app.post_json(
-        "/api/local-account/signup",
-        &json!({"email": email, "password": password}),
-    )
-    .await
-}
-
-async fn login_as(app: &TestApp, email: &str, password: &str, scope: &str) -> Response {
-    http_client_without_cookies()
-        .post(app.url("/api/local-account/login"))
-        .header(header::USER_AGENT, "blackbox-test")
-        .form(&[
-            ("username", email),
-            ("password", password),
-            ("scope", scope),
-        ])
-        .send()
-        .await
-        .unwrap()
-}
-
-/// Logs in and returns the session token from `Set-Cookie`.
-async fn session_token(app: &TestApp, email: &str, password: &str, scope: &str) -> String {
-    let response = login_as(app, email, password, scope).await;
-    let cookie = token_cookie(&response).expect("login sets the token cookie");
-    json_body(response, 200).await;
-    cookie_value(&cookie)
-}
-
-async fn signup_and_activate(app: &TestApp, sink: &SmtpSink, email: &str) {
-    json_body(signup(app, email, PASSWORD).await, 200).await;
-    let mail = mail_to(sink, email, "activ").await;
-    let token = activation_token(&mail);
-    let response = app
-        .post(&format!("/api/local-account/activate?token={token}"))
-        .await;
-    assert_eq!(json_body(response, 200).await, json!("Success"));
-}
 
 async fn user_count(app: &TestApp) -> i64 {
     app.db().scalar_i64("SELECT COUNT(*) FROM users").await
@@ -326,7 +208,7 @@ db_test!(
         );
         // No credentials at all.
         let detail = assert_error(
-            http_client_without_cookies()
+            plain_client()
                 .get(app.url("/api/users/info"))
                 .send()
                 .await
@@ -792,7 +674,7 @@ db_test!(
         .await;
         signup_and_activate(&app, &sink, "judy@example.org").await;
         let attempt = |password: &'static str, address: &'static str| {
-            http_client_without_cookies()
+            plain_client()
                 .post(app.url("/api/local-account/login"))
                 .header("X-Forwarded-For", address)
                 .form(&[("username", "judy@example.org"), ("password", password)])
@@ -882,7 +764,7 @@ db_test!(
         let old = session_token(&app, "kim@example.org", PASSWORD, "").await;
 
         // Far from expiry: nothing rotates.
-        let response = http_client_without_cookies()
+        let response = plain_client()
             .get(app.url("/api/users/info"))
             .header(header::COOKIE, format!("token={old}"))
             .send()
@@ -893,7 +775,7 @@ db_test!(
 
         // Inside the rolling window (default 10 min): a cookie request gets a new token.
         age_sessions(&app, 5).await;
-        let response = http_client_without_cookies()
+        let response = plain_client()
             .get(app.url("/api/users/info"))
             .header(header::COOKIE, format!("token={old}"))
             .send()

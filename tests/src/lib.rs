@@ -14,6 +14,7 @@
 // Panicking is how a harness reports failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod accounts;
 mod assertions;
 mod db;
 mod logs;

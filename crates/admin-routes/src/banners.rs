@@ -42,7 +42,7 @@ async fn add_site_banner(
     body: Json<SiteBannerRequest>,
 ) -> ApiResult<web::Json<i64>> {
     let body = body.into_inner();
-    let id = banners::add_site_banner(&state.domain.db, body.html, body.urgency).await?;
+    let id = banners::add_site_banner(&state.domain, body.html, body.urgency).await?;
     Ok(web::Json(id))
 }
 
@@ -60,6 +60,6 @@ async fn delete_site_banner(
     _admin: AdminUser,
     query: Query<BannerIdQuery>,
 ) -> ApiResult<web::Json<()>> {
-    banners::delete_site_banner(&state.domain.db, query.banner_id).await?;
+    banners::delete_site_banner(&state.domain, query.banner_id).await?;
     Ok(web::Json(()))
 }

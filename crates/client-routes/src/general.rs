@@ -99,7 +99,7 @@ pub struct ProviderResponse {
 )]
 #[get("/about")]
 async fn about(state: web::Data<AppState>) -> ApiResult<web::Json<AboutResponse>> {
-    let banners = banners::list_site_banners(&state.domain.db).await?;
+    let banners = banners::list_site_banners(&state.domain).await?;
     let config = &state.domain.config;
     Ok(web::Json(AboutResponse {
         description: DESCRIPTION.to_owned(),
@@ -113,7 +113,7 @@ async fn about(state: web::Data<AppState>) -> ApiResult<web::Json<AboutResponse>
             .map(|(id, tos)| (*id, TosResponse::from(tos)))
             .collect(),
         job_retention_in_days: config.cleanup.finished_job_retention_in_days,
-        site_banners: banners.into_iter().map(SiteBannerResponse::from).collect(),
+        site_banners: banners.iter().map(SiteBannerResponse::from).collect(),
     }))
 }
 
@@ -150,11 +150,11 @@ impl From<&config::TosConfig> for TosResponse {
     }
 }
 
-impl From<SiteBanner> for SiteBannerResponse {
-    fn from(banner: SiteBanner) -> Self {
+impl From<&SiteBanner> for SiteBannerResponse {
+    fn from(banner: &SiteBanner) -> Self {
         SiteBannerResponse {
             id: banner.id,
-            html: banner.html,
+            html: banner.html.clone(),
             urgency: banner.urgency,
         }
     }

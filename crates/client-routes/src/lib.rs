@@ -1,10 +1,11 @@
 //! The routes Project-W's web client and user scripts call: `/api/about`,
-//! `/api/auth_settings`, `/api/users/*`, `/api/local-account/*` (SSO and jobs
-//! arrive with later issues).
+//! `/api/auth_settings`, `/api/users/*`, `/api/local-account/*`, `/api/jobs/*` (SSO
+//! arrives with a later issue).
 
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub mod general;
+pub mod jobs;
 pub mod local_account;
 pub mod users;
 
@@ -13,4 +14,5 @@ pub fn configure(cfg: &mut ServiceConfig) {
     general::configure(cfg);
     users::configure(cfg);
     local_account::configure(cfg);
+    jobs::configure(cfg);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::HttpServer;
 use scribe_domain::config::{Config, LoadedConfig};
 use scribe_domain::secret_key::{KeyOrigin, SecretKey};
-use scribe_domain::{accounts, mail, tokens, Domain};
+use scribe_domain::{accounts, events, mail, tokens, Domain};
 use scribe_http::{AppState, BuildInfo};
 
 use crate::tasks::{self, BackgroundTasks};
@@ -22,13 +22,18 @@ pub async fn run(loaded: LoadedConfig) -> Result<(), Failure> {
     let config = Arc::new(loaded.config);
     let secret_key = load_secret_key(&config)?;
     let db = database::connect_and_migrate(&config).await?;
-    let domain = Domain::new(db.clone(), config.clone(), secret_key);
+    let (events, event_listener) =
+        events::notifier_for(&db, &config.effective_database_url()).await;
+    let domain = Domain::try_new(db.clone(), config.clone(), secret_key)
+        .map_err(|err| Failure::Runtime(format!("cannot open the blob storage: {err}")))?
+        .with_events(events);
     let state = AppState {
         domain,
         build: BUILD,
     };
     prepare_accounts(&state.domain).await?;
-    let tasks = start_background_tasks(&state.domain);
+    let mut tasks = start_background_tasks(&state.domain);
+    tasks.spawn("events", move |cancel| event_listener.run(cancel));
 
     let body_limit = config.web_server.max_request_body_bytes;
     let client_path = config.client_path.clone();
@@ -105,6 +110,10 @@ fn start_background_tasks(domain: &Domain) -> BackgroundTasks {
     tasks.spawn("mail", move |cancel| {
         mail::run_worker(db, smtp, queue, cancel)
     });
+    let reaper_domain = domain.clone();
+    tasks.spawn("reaper", move |cancel| {
+        scribe_domain::runners::run_reaper(reaper_domain, cancel)
+    });
     let cleanup_domain = domain.clone();
     tasks.spawn("cleanup", move |cancel| {
         tasks::every("cleanup", CLEANUP_PERIOD, cancel, move || {
@@ -116,6 +125,16 @@ fn start_background_tasks(domain: &Domain) -> BackgroundTasks {
                 if purged > 0 {
                     tracing::info!(purged, "removed expired tokens and login failures");
                 }
+                // Uploads cut off by a crash leave incomplete blobs; a day is far
+                // longer than any upload takes.
+                let orphans = domain
+                    .blobs
+                    .purge_orphans(ORPHAN_BLOB_AGE)
+                    .await
+                    .map_err(|err| err.to_string())?;
+                if orphans > 0 {
+                    tracing::info!(orphans, "removed incomplete uploads");
+                }
                 Ok(())
             }
         })
@@ -123,6 +142,7 @@ fn start_background_tasks(domain: &Domain) -> BackgroundTasks {
     tasks
 }
 
+const ORPHAN_BLOB_AGE: Duration = Duration::from_secs(24 * 3600);
 const TASK_SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
 /// Housekeeping runs hourly; each part is cheap when there is nothing to do.

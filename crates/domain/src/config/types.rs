@@ -43,6 +43,13 @@ pub struct Config {
     /// with `index.html` for every path outside `/api`. Unset: no frontend.
     #[serde(default)]
     pub client_path: Option<PathBuf>,
+    /// Where uploaded audio and transcripts are kept, always encrypted
+    /// (Scribe's own section).
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Size limits (Scribe's own section).
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// Project-W's Redis connection. Accepted so its config loads unchanged,
     /// and ignored: Scribe keeps its queue in the database.
     #[serde(default)]
@@ -88,7 +95,7 @@ pub struct WebServerConfig {
     /// unencrypted, so only set this behind a TLS-terminating reverse proxy or
     /// for development. Also drops the `Secure` flag of the session cookie.
     pub no_https: bool,
-    /// Number of worker threads serving requests; about one per CPU core.
+    /// Number of worker threads serving requests; defaults to one per CPU core.
     pub worker_count: usize,
     /// Host names the server answers to (the `Host` header); `*` allows any,
     /// `*.example.org` any subdomain.
@@ -111,7 +118,7 @@ impl Default for WebServerConfig {
             address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 5000,
             no_https: false,
-            worker_count: 1,
+            worker_count: std::thread::available_parallelism().map_or(2, |n| n.get()),
             allowed_hosts: vec!["*".to_owned()],
             reverse_proxy: None,
             ssl: None,
@@ -185,6 +192,47 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             max_connections: 10,
             connect_timeout_seconds: 30,
+        }
+    }
+}
+
+/// Blob storage: uploaded audio and transcripts. Whatever the backend, the
+/// data is encrypted with a key derived from `security.secret_key`, and the
+/// database keeps a catalogue of every blob.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `database`: in the database, in chunks; nothing else to set up or
+    /// back up. `directory`: one file per blob in `directory`, which keeps
+    /// the database small.
+    pub backend: StorageBackend,
+    /// Directory for `backend: directory`, created if missing. Unset:
+    /// `<data_dir>/blobs`. Not used by the database backend.
+    pub directory: Option<PathBuf>,
+}
+
+/// Where blob data goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageBackend {
+    #[default]
+    Database,
+    Directory,
+}
+
+/// Size limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest audio or video file a job may upload, in bytes (>= 1); a
+    /// larger upload is refused with 413 and leaves nothing behind.
+    pub max_upload_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_upload_bytes: 1024 * 1024 * 1024,
         }
     }
 }
@@ -731,6 +779,15 @@ impl Config {
             Some(url) => url.expose().clone(),
             None => format!("sqlite://{}", self.data_dir.join("scribe.db").display()),
         }
+    }
+
+    /// The directory of the `directory` storage backend: `storage.directory`,
+    /// or `blobs` in `data_dir`.
+    pub fn blob_directory(&self) -> PathBuf {
+        self.storage
+            .directory
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("blobs"))
     }
 
     /// The effective configuration as YAML with every secret replaced by

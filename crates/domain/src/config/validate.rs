@@ -107,6 +107,19 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
 
     validate_security(config, r);
 
+    r.check(
+        config.limits.max_upload_bytes >= 1,
+        "limits.max_upload_bytes",
+        "expected at least 1 (byte)",
+    );
+    if let Some(directory) = &config.storage.directory {
+        r.check(
+            !directory.as_os_str().is_empty(),
+            "storage.directory",
+            "expected a directory path, or no value for <data_dir>/blobs",
+        );
+    }
+
     if let Some(smtp) = &config.smtp_server {
         r.check(
             matches(SMTP_HOSTNAME_PATTERN, &smtp.hostname),

@@ -38,7 +38,9 @@ impl Hub {
     fn users(&self) -> MutexGuard<'_, Users> {
         // The critical sections can't leave the map inconsistent, so a panic
         // elsewhere while holding the lock is no reason to stop delivering.
-        self.users.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.users
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn dispatch(&self, message: Message) {

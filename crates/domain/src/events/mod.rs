@@ -183,8 +183,7 @@ pub trait Notifier: Send + Sync {
     /// fine for wake-ups whose worker rechecks, but a client refetching on the
     /// event might still see the old state. When you own the transaction,
     /// prefer [`Notifier::commit_and_send`].
-    fn send_in<'a>(&'a self, conn: &'a dyn ConnectionTrait, message: Message)
-        -> BoxFuture<'a, ()>;
+    fn send_in<'a>(&'a self, conn: &'a dyn ConnectionTrait, message: Message) -> BoxFuture<'a, ()>;
 
     /// Commits `txn` and delivers `messages` if and only if the commit
     /// succeeded, on every backend. The commit's error is the caller's;
@@ -207,7 +206,11 @@ pub trait Notifier: Send + Sync {
     }
 
     /// [`Notifier::send_in`] for a job event.
-    fn publish_in<'a>(&'a self, conn: &'a dyn ConnectionTrait, event: JobEvent) -> BoxFuture<'a, ()> {
+    fn publish_in<'a>(
+        &'a self,
+        conn: &'a dyn ConnectionTrait,
+        event: JobEvent,
+    ) -> BoxFuture<'a, ()> {
         self.send_in(conn, Message::Job(event))
     }
 

@@ -1,4 +1,9 @@
-//! Transcription jobs (SPEC §3.5): their settings, and (with later work) the jobs
-//! themselves, their audio and their transcripts.
+//! Transcription jobs (SPEC §3.5): their settings, submission, listing,
+//! deletion and transcripts. Scheduling and the runner side live in
+//! `crate::scheduling` and `crate::runners`.
 
+pub mod deletion;
+pub mod queries;
 pub mod settings;
+pub mod submission;
+pub mod transcripts;

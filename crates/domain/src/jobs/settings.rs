@@ -598,7 +598,12 @@ pub async fn submit_settings(
         .await?;
     }
     txn.commit().await?;
-    tracing::debug!(user_id, settings_id = stored.id, is_new_default, "job settings stored");
+    tracing::debug!(
+        user_id,
+        settings_id = stored.id,
+        is_new_default,
+        "job settings stored"
+    );
     Ok(stored.id)
 }
 
@@ -645,6 +650,9 @@ pub async fn settings_of_user(
 
 fn parse_stored(row: &job_settings::Model) -> DomainResult<JobSettings> {
     serde_json::from_str(&row.settings).map_err(|err| {
-        DomainError::internal(&format!("stored job settings {} are unreadable", row.id), err)
+        DomainError::internal(
+            &format!("stored job settings {} are unreadable", row.id),
+            err,
+        )
     })
 }

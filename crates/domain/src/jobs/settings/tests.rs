@@ -79,12 +79,18 @@ fn project_w_defaults() -> Value {
 fn missing_fields_take_project_w_defaults_and_round_trip() {
     let defaults = parse(json!({}));
     assert_eq!(defaults, JobSettings::default());
-    assert_eq!(serde_json::to_value(&defaults).unwrap(), project_w_defaults());
+    assert_eq!(
+        serde_json::to_value(&defaults).unwrap(),
+        project_w_defaults()
+    );
     assert_eq!(parse(project_w_defaults()), defaults);
     assert_eq!(validate(&defaults), Ok(()));
 
     let text = serde_json::to_string(&defaults).unwrap();
-    assert_eq!(serde_json::from_str::<JobSettings>(&text).unwrap(), defaults);
+    assert_eq!(
+        serde_json::from_str::<JobSettings>(&text).unwrap(),
+        defaults
+    );
 }
 
 #[test]
@@ -166,7 +172,10 @@ fn cross_field_rules_see_the_defaults() {
     );
     let (loc, msg) = only_violation(json!({"model": "tiny.en"}));
     assert_eq!(loc, "body");
-    assert!(msg.contains("you have to set the language to 'en'"), "{msg}");
+    assert!(
+        msg.contains("you have to set the language to 'en'"),
+        "{msg}"
+    );
 
     // ...and fine once the conflicting default is overridden.
     for fine in [
@@ -183,7 +192,8 @@ fn cross_field_rules_see_the_defaults() {
 
 #[test]
 fn translating_english_into_english_is_refused() {
-    let (loc, msg) = only_violation(json!({"task": "translate", "alignment": null, "language": "en"}));
+    let (loc, msg) =
+        only_violation(json!({"task": "translate", "alignment": null, "language": "en"}));
     assert_eq!(loc, "body");
     assert_eq!(msg, "Value error, Cannot translate English into English");
 }
@@ -191,7 +201,8 @@ fn translating_english_into_english_is_refused() {
 #[test]
 fn only_the_first_model_rule_is_reported_in_project_w_order() {
     // Breaks the .en rule, the translation/alignment rule and the English rule at once.
-    let (_, msg) = only_violation(json!({"task": "translate", "model": "base.en", "language": "fr"}));
+    let (_, msg) =
+        only_violation(json!({"task": "translate", "model": "base.en", "language": "fr"}));
     assert!(msg.contains("'tiny.en', 'base.en'"), "{msg}");
     let (_, msg) = only_violation(json!({"task": "translate", "language": "en"}));
     assert!(msg.contains("Alignment not supported"), "{msg}");
@@ -240,7 +251,8 @@ fn every_range_rule_names_its_field() {
             "interpolate_method": "nearest"
         }})
     };
-    let diarization = |min: i64, max: i64| json!({"diarization": {"min_speakers": min, "max_speakers": max}});
+    let diarization =
+        |min: i64, max: i64| json!({"diarization": {"min_speakers": min, "max_speakers": max}});
     let vad = |field: &str, value: Value| {
         let mut vad = project_w_defaults()["vad_settings"].clone();
         vad[field] = value;
@@ -252,21 +264,81 @@ fn every_range_rule_names_its_field() {
         json!({"asr_settings": asr})
     };
     let cases = [
-        (alignment(0, 5), "body.alignment.processing.max_line_count", "greater_than_equal"),
-        (alignment(1, 0), "body.alignment.processing.max_line_width", "greater_than_equal"),
-        (diarization(-1, 2), "body.diarization.min_speakers", "greater_than_equal"),
-        (diarization(0, -1), "body.diarization.max_speakers", "greater_than_equal"),
-        (vad("vad_onset", json!(0.0)), "body.vad_settings.vad_onset", "greater_than"),
-        (vad("vad_onset", json!(1.0)), "body.vad_settings.vad_onset", "less_than"),
-        (vad("vad_offset", json!(-0.2)), "body.vad_settings.vad_offset", "greater_than"),
-        (vad("vad_offset", json!(1)), "body.vad_settings.vad_offset", "less_than"),
-        (vad("chunk_size", json!(0)), "body.vad_settings.chunk_size", "greater_than_equal"),
-        (vad("chunk_size", json!(31)), "body.vad_settings.chunk_size", "less_than_equal"),
-        (asr("beam_size", json!(0)), "body.asr_settings.beam_size", "greater_than_equal"),
-        (asr("patience", json!(0)), "body.asr_settings.patience", "greater_than"),
-        (asr("length_penalty", json!(-0.1)), "body.asr_settings.length_penalty", "greater_than_equal"),
-        (asr("length_penalty", json!(1.5)), "body.asr_settings.length_penalty", "less_than_equal"),
-        (asr("temperature", json!(-1)), "body.asr_settings.temperature", "greater_than_equal"),
+        (
+            alignment(0, 5),
+            "body.alignment.processing.max_line_count",
+            "greater_than_equal",
+        ),
+        (
+            alignment(1, 0),
+            "body.alignment.processing.max_line_width",
+            "greater_than_equal",
+        ),
+        (
+            diarization(-1, 2),
+            "body.diarization.min_speakers",
+            "greater_than_equal",
+        ),
+        (
+            diarization(0, -1),
+            "body.diarization.max_speakers",
+            "greater_than_equal",
+        ),
+        (
+            vad("vad_onset", json!(0.0)),
+            "body.vad_settings.vad_onset",
+            "greater_than",
+        ),
+        (
+            vad("vad_onset", json!(1.0)),
+            "body.vad_settings.vad_onset",
+            "less_than",
+        ),
+        (
+            vad("vad_offset", json!(-0.2)),
+            "body.vad_settings.vad_offset",
+            "greater_than",
+        ),
+        (
+            vad("vad_offset", json!(1)),
+            "body.vad_settings.vad_offset",
+            "less_than",
+        ),
+        (
+            vad("chunk_size", json!(0)),
+            "body.vad_settings.chunk_size",
+            "greater_than_equal",
+        ),
+        (
+            vad("chunk_size", json!(31)),
+            "body.vad_settings.chunk_size",
+            "less_than_equal",
+        ),
+        (
+            asr("beam_size", json!(0)),
+            "body.asr_settings.beam_size",
+            "greater_than_equal",
+        ),
+        (
+            asr("patience", json!(0)),
+            "body.asr_settings.patience",
+            "greater_than",
+        ),
+        (
+            asr("length_penalty", json!(-0.1)),
+            "body.asr_settings.length_penalty",
+            "greater_than_equal",
+        ),
+        (
+            asr("length_penalty", json!(1.5)),
+            "body.asr_settings.length_penalty",
+            "less_than_equal",
+        ),
+        (
+            asr("temperature", json!(-1)),
+            "body.asr_settings.temperature",
+            "greater_than_equal",
+        ),
         (
             asr("temperature_increment_on_fallback", json!(-0.2)),
             "body.asr_settings.temperature_increment_on_fallback",
@@ -316,10 +388,22 @@ fn range_violations_come_together_and_hide_the_model_rules() {
     assert_eq!(
         violations(body),
         [
-            ("body.diarization.min_speakers".to_owned(), "greater_than_equal".to_owned()),
-            ("body.diarization.max_speakers".to_owned(), "greater_than_equal".to_owned()),
-            ("body.vad_settings.chunk_size".to_owned(), "less_than_equal".to_owned()),
-            ("body.asr_settings.beam_size".to_owned(), "greater_than_equal".to_owned()),
+            (
+                "body.diarization.min_speakers".to_owned(),
+                "greater_than_equal".to_owned()
+            ),
+            (
+                "body.diarization.max_speakers".to_owned(),
+                "greater_than_equal".to_owned()
+            ),
+            (
+                "body.vad_settings.chunk_size".to_owned(),
+                "less_than_equal".to_owned()
+            ),
+            (
+                "body.asr_settings.beam_size".to_owned(),
+                "greater_than_equal".to_owned()
+            ),
         ]
     );
 }
@@ -396,7 +480,10 @@ async fn add_user(db: &DatabaseConnection, email: &str) -> i64 {
 async fn stored_rows(db: &DatabaseConnection) -> (u64, u64) {
     (
         job_settings::Entity::find().count(db).await.unwrap(),
-        default_job_settings::Entity::find().count(db).await.unwrap(),
+        default_job_settings::Entity::find()
+            .count(db)
+            .await
+            .unwrap(),
     )
 }
 
@@ -407,23 +494,39 @@ scribe_tests::db_test!(
         let alice = add_user(&d.db, "alice@example.org").await;
         let bob = add_user(&d.db, "bob@example.org").await;
 
-        assert_eq!(default_settings(d, alice).await.unwrap(), JobSettings::default());
+        assert_eq!(
+            default_settings(d, alice).await.unwrap(),
+            JobSettings::default()
+        );
         assert_eq!(default_settings_id(d, alice).await.unwrap(), None);
 
         let german = parse(json!({"language": "de", "email_notification": true}));
-        let first = submit_settings(d, alice, german.clone(), false).await.unwrap();
+        let first = submit_settings(d, alice, german.clone(), false)
+            .await
+            .unwrap();
         assert_eq!(settings_of_user(d, alice, first).await.unwrap(), german);
         // Not a default unless asked.
-        assert_eq!(default_settings(d, alice).await.unwrap(), JobSettings::default());
+        assert_eq!(
+            default_settings(d, alice).await.unwrap(),
+            JobSettings::default()
+        );
 
-        let french = parse(json!({"language": "fr", "diarization": {"min_speakers": 1, "max_speakers": 3}}));
-        let second = submit_settings(d, alice, french.clone(), true).await.unwrap();
+        let french =
+            parse(json!({"language": "fr", "diarization": {"min_speakers": 1, "max_speakers": 3}}));
+        let second = submit_settings(d, alice, french.clone(), true)
+            .await
+            .unwrap();
         assert_eq!(default_settings(d, alice).await.unwrap(), french);
         assert_eq!(default_settings_id(d, alice).await.unwrap(), Some(second));
         // Another user's default is their own.
-        assert_eq!(default_settings(d, bob).await.unwrap(), JobSettings::default());
+        assert_eq!(
+            default_settings(d, bob).await.unwrap(),
+            JobSettings::default()
+        );
 
-        let third = submit_settings(d, alice, german.clone(), true).await.unwrap();
+        let third = submit_settings(d, alice, german.clone(), true)
+            .await
+            .unwrap();
         assert_eq!(default_settings(d, alice).await.unwrap(), german);
         assert_eq!(default_settings_id(d, alice).await.unwrap(), Some(third));
         // The replaced default is still there for jobs that use it.
@@ -477,7 +580,10 @@ scribe_tests::db_test!(
             }
         }
         assert_eq!(stored_rows(&d.db).await, (0, 0));
-        assert_eq!(default_settings(d, alice).await.unwrap(), JobSettings::default());
+        assert_eq!(
+            default_settings(d, alice).await.unwrap(),
+            JobSettings::default()
+        );
     }
 );
 
@@ -498,7 +604,10 @@ scribe_tests::db_test!(
             .unwrap();
         assert_eq!(stored_rows(&d.db).await, (3, 2));
 
-        users::Entity::delete_by_id(alice).exec(&d.db).await.unwrap();
+        users::Entity::delete_by_id(alice)
+            .exec(&d.db)
+            .await
+            .unwrap();
         assert_eq!(stored_rows(&d.db).await, (1, 1));
         assert_eq!(default_settings_id(d, bob).await.unwrap(), Some(kept));
     }
