@@ -18,6 +18,7 @@ mod jobs;
 mod jobs_settings;
 mod lifecycle;
 mod migrations;
+mod runner_daemon;
 mod runners;
 mod spa;
 mod tls;

@@ -20,14 +20,13 @@ use crate::error::{DomainError, DomainResult};
 use crate::events::{JobEvent, Message};
 use crate::jobs::settings::JobSettings;
 use crate::mail::{templates, OutgoingMail};
-use crate::scheduling::{self, step, write_lock, JOB_ABORTED};
+use crate::scheduling::{self, begin_write, step, write_lock, JOB_ABORTED};
 use crate::storage::{BlobId, BlobStream};
 use crate::tokens::hash_token;
 use crate::Domain;
 
-/// A runner that sent no heartbeat for this long is taken offline.
-pub const RUNNER_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often the reaper looks for silent runners.
+/// How often the reaper looks for silent runners, at most: with a shorter
+/// `runners.heartbeat_timeout_seconds` it looks at least twice per timeout.
 pub const REAPER_PERIOD: Duration = Duration::from_secs(5);
 
 pub const NO_SUCH_RUNNER: &str = "No runner with that token exists!";
@@ -206,8 +205,7 @@ pub async fn register(d: &Domain, runner_id: i64, reg: Registration) -> DomainRe
 /// the queue, or fails if it was being aborted; then scheduling runs.
 pub async fn unregister(d: &Domain, runner_id: i64) -> DomainResult<()> {
     let released = {
-        let _guard = write_lock(d).await;
-        let txn = d.db.begin().await?;
+        let (_guard, txn) = begin_write(d).await?;
         let session = for_update(runner_sessions::Entity::find_by_id(runner_id), &txn)
             .one(&txn)
             .await?;
@@ -341,8 +339,7 @@ pub async fn job_audio(d: &Domain, session: &runner_sessions::Model) -> DomainRe
     let stream = d.blobs.read(&blob).await?;
     if !session.job_in_progress {
         let txn = {
-            let _guard = write_lock(d).await;
-            let txn = d.db.begin().await?;
+            let (_guard, txn) = begin_write(d).await?;
             runner_sessions::Entity::update_many()
                 .col_expr(runner_sessions::Column::JobInProgress, Expr::value(true))
                 .filter(runner_sessions::Column::RunnerId.eq(session.runner_id))
@@ -509,7 +506,7 @@ async fn notify_owner(d: &Domain, job: &jobs::Model, outcome: &Result<(), String
     }
 }
 
-/// Takes every runner silent for longer than [`RUNNER_TIMEOUT`] offline and
+/// Takes every runner silent for longer than `timeout` offline and
 /// requeues (or fails) its job, then schedules. Safe in several replicas at
 /// once: each session is removed by whoever locks it first.
 pub async fn reap_silent_runners(d: &Domain, timeout: Duration) -> DomainResult<usize> {
@@ -522,8 +519,7 @@ pub async fn reap_silent_runners(d: &Domain, timeout: Duration) -> DomainResult<
         .await?;
     let mut reaped = 0;
     for candidate in silent {
-        let _guard = write_lock(d).await;
-        let txn = d.db.begin().await?;
+        let (_guard, txn) = begin_write(d).await?;
         let mut query = runner_sessions::Entity::find_by_id(candidate.runner_id)
             .filter(runner_sessions::Column::LastHeartbeat.lt(cutoff));
         if txn.get_database_backend() == DbBackend::Postgres {
@@ -549,15 +545,26 @@ pub async fn reap_silent_runners(d: &Domain, timeout: Duration) -> DomainResult<
     Ok(reaped)
 }
 
-/// The reaper task: every [`REAPER_PERIOD`] until cancelled.
+/// The reaper task, with `runners.heartbeat_timeout_seconds` (SPEC §3.6,
+/// §3.11): every [`REAPER_PERIOD`] (or half the timeout, if shorter) until
+/// cancelled.
 pub async fn run_reaper(d: Domain, cancel: CancellationToken) {
+    let timeout = d.config.runners.heartbeat_timeout();
+    let period = REAPER_PERIOD
+        .min(timeout / 2)
+        .max(Duration::from_millis(100));
     loop {
-        if let Err(err) = reap_silent_runners(&d, RUNNER_TIMEOUT).await {
+        if let Err(err) = reap_silent_runners(&d, timeout).await {
             tracing::warn!(error = %err, "runner reaper failed");
+        }
+        // A safety net: an assignment that failed transiently (a scheduling
+        // error after a submission is only logged) is retried here.
+        if let Err(err) = scheduling::schedule(&d).await {
+            tracing::warn!(error = %err, "periodic scheduling failed");
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(REAPER_PERIOD) => {}
+            _ = tokio::time::sleep(period) => {}
         }
     }
 }

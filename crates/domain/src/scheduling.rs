@@ -55,6 +55,23 @@ pub(crate) async fn write_lock(d: &Domain) -> Option<MutexGuard<'static, ()>> {
     }
 }
 
+/// Begins a read-then-write transaction. On SQLite its first statement is a
+/// no-op write, which takes the database's write lock at once (like `BEGIN
+/// IMMEDIATE`, which sea-orm can't issue): a deferred transaction that read
+/// first fails with SQLITE_BUSY_SNAPSHOT when another connection (a heartbeat,
+/// say) wrote meanwhile, and waiting can't cure that.
+pub(crate) async fn begin_write(
+    d: &Domain,
+) -> DomainResult<(Option<MutexGuard<'static, ()>>, DatabaseTransaction)> {
+    let guard = write_lock(d).await;
+    let txn = d.db.begin().await?;
+    if d.db.get_database_backend() == DbBackend::Sqlite {
+        txn.execute_unprepared("UPDATE runner_sessions SET priority = priority WHERE 0")
+            .await?;
+    }
+    Ok((guard, txn))
+}
+
 fn is_postgres(conn: &impl ConnectionTrait) -> bool {
     conn.get_database_backend() == DbBackend::Postgres
 }
@@ -72,8 +89,7 @@ pub async fn schedule(d: &Domain) -> DomainResult<()> {
 
 /// One assignment; `false` when there is no free runner or no queued job.
 async fn assign_one(d: &Domain) -> DomainResult<bool> {
-    let _guard = write_lock(d).await;
-    let txn = d.db.begin().await?;
+    let (_guard, txn) = begin_write(d).await?;
     let mut runner_query = runner_sessions::Entity::find()
         .filter(runner_sessions::Column::JobId.is_null())
         .order_by_desc(runner_sessions::Column::Priority)
@@ -234,8 +250,7 @@ pub async fn abort_jobs(d: &Domain, user_id: i64, job_ids: &[i64]) -> DomainResu
     let mut freed_runner = false;
     let mut blobs = Vec::new();
     {
-        let _guard = write_lock(d).await;
-        let txn = d.db.begin().await?;
+        let (_guard, txn) = begin_write(d).await?;
         let mut query = jobs::Entity::find()
             .filter(jobs::Column::UserId.eq(user_id))
             .filter(jobs::Column::Id.is_in(job_ids.iter().copied()))

@@ -135,6 +135,11 @@ fn start_background_tasks(domain: &Domain) -> BackgroundTasks {
                 if orphans > 0 {
                     tracing::info!(orphans, "removed incomplete uploads");
                 }
+                // Logs its own count; off unless
+                // cleanup.finished_job_retention_in_days is set.
+                scribe_domain::jobs::retention::purge_finished_jobs(&domain)
+                    .await
+                    .map_err(|err| err.to_string())?;
                 Ok(())
             }
         })

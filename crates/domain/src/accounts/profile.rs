@@ -53,11 +53,13 @@ pub async fn accept_tos(
     Ok(())
 }
 
-/// Deletes the account; its tokens and ToS acceptances go with it (foreign
-/// keys cascade). 403 for provisioned users, who live in the config.
+/// Deletes the account with its jobs (queued ones leave the queue, running
+/// ones are taken from their runners, blobs deleted: SPEC §3.11); its tokens
+/// and ToS acceptances go with it (foreign keys cascade). 403 for provisioned
+/// users, who live in the config.
 pub async fn delete_user(d: &Domain, user: &User) -> DomainResult<()> {
     user.require_not_provisioned()?;
-    users::Entity::delete_by_id(user.id).exec(&d.db).await?;
+    crate::jobs::deletion::delete_user_and_jobs(d, user.id).await?;
     tracing::info!(user_id = user.id, "user deleted their account");
     Ok(())
 }

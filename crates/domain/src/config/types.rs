@@ -50,6 +50,9 @@ pub struct Config {
     /// Size limits (Scribe's own section).
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// How runners are watched (Scribe's own section).
+    #[serde(default)]
+    pub runners: RunnersConfig,
     /// Project-W's Redis connection. Accepted so its config loads unchanged,
     /// and ignored: Scribe keeps its queue in the database.
     #[serde(default)]
@@ -234,6 +237,31 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_upload_bytes: 1024 * 1024 * 1024,
         }
+    }
+}
+
+/// Runners (Scribe's own section).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunnersConfig {
+    /// Seconds without a heartbeat after which a runner is taken offline and
+    /// its job goes back to the queue (>= 1; default 60). Runners beat every
+    /// 10 s, so keep it well above that outside tests.
+    pub heartbeat_timeout_seconds: u64,
+}
+
+impl Default for RunnersConfig {
+    fn default() -> Self {
+        RunnersConfig {
+            heartbeat_timeout_seconds: 60,
+        }
+    }
+}
+
+impl RunnersConfig {
+    /// [`Self::heartbeat_timeout_seconds`] as a duration.
+    pub fn heartbeat_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.heartbeat_timeout_seconds)
     }
 }
 

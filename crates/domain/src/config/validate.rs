@@ -112,6 +112,11 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
         "limits.max_upload_bytes",
         "expected at least 1 (byte)",
     );
+    r.check(
+        config.runners.heartbeat_timeout_seconds >= 1,
+        "runners.heartbeat_timeout_seconds",
+        "expected at least 1 (second)",
+    );
     if let Some(directory) = &config.storage.directory {
         r.check(
             !directory.as_os_str().is_empty(),

@@ -4,6 +4,7 @@
 
 pub mod deletion;
 pub mod queries;
+pub mod retention;
 pub mod settings;
 pub mod submission;
 pub mod transcripts;

@@ -11,13 +11,15 @@ use chrono::{DateTime, Utc};
 use scribe_domain::accounts::{self, LoginAttempt, User};
 use scribe_domain::config::parse_str;
 use scribe_domain::db::{connect, migrate, DatabaseSettings};
-use scribe_domain::entities::{mail_outbox, tokens, tos_acceptances, users};
+use scribe_domain::entities::{jobs, mail_outbox, tokens, tos_acceptances, users};
+use scribe_domain::scheduling::step;
 use scribe_domain::secret_key::SecretKey;
+use scribe_domain::storage::BlobId;
 use scribe_domain::tokens::{IssuedToken, Session};
 use scribe_domain::Domain;
 use scribe_tests::{Backend, TestDb};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
 pub const SECRET_KEY: &str = "f26a5feb0eb502fb2b4f872026ce7b5d3986dbfef77d72d3f29050df2f8b3bdb";
 pub const CLIENT_URL: &str = "https://scribe.example.org/#";
@@ -253,7 +255,6 @@ pub async fn session(d: &Domain, email: &str) -> (IssuedToken, Session) {
 
 /// A user of another provider, as the OIDC/LDAP logins will create them.
 pub async fn external_user(d: &Domain, user_type: &str, provider: &str, email: &str) -> i64 {
-    use sea_orm::{ActiveModelTrait, Set};
     users::ActiveModel {
         email: Set(email.to_owned()),
         user_type: Set(user_type.to_owned()),
@@ -306,4 +307,51 @@ pub fn assert_err<T: std::fmt::Debug>(
             );
         }
     }
+}
+
+pub async fn store_blob(d: &Domain, bytes: &[u8]) -> BlobId {
+    let mut writer = d.blobs.create().await.unwrap();
+    writer.write(bytes).await.unwrap();
+    writer.finish().await.unwrap().id
+}
+
+/// Inserts a job of `user_id` in `job_step`, finished at `finished` (if any), with an audio blob
+/// unless finished and a transcript blob if successful.
+pub async fn insert_job(
+    d: &Domain,
+    user_id: i64,
+    job_step: &str,
+    finished: Option<DateTime<Utc>>,
+) -> (i64, Vec<BlobId>) {
+    let audio = if finished.is_none() {
+        Some(store_blob(d, b"audio").await)
+    } else {
+        None
+    };
+    let transcript = if job_step == step::SUCCESS || job_step == step::DOWNLOADED {
+        Some(store_blob(d, b"{\"as_txt\":\"hi\"}").await)
+    } else {
+        None
+    };
+    let id = jobs::ActiveModel {
+        user_id: Set(user_id),
+        file_name: Set("a.mp3".into()),
+        content_type: Set("audio/mpeg".into()),
+        audio_blob_id: Set(audio.as_ref().map(|b| b.as_str().to_owned())),
+        audio_size: Set(5),
+        settings: Set("{}".into()),
+        step: Set(job_step.into()),
+        progress: Set(0.0),
+        abort_requested: Set(false),
+        error_msg: Set((job_step == step::FAILED).then(|| "boom".to_owned())),
+        transcript_blob_id: Set(transcript.as_ref().map(|b| b.as_str().to_owned())),
+        creation_timestamp: Set(Utc::now() - chrono::Duration::days(400)),
+        finish_timestamp: Set(finished),
+        ..Default::default()
+    }
+    .insert(&d.db)
+    .await
+    .unwrap()
+    .id;
+    (id, audio.into_iter().chain(transcript).collect())
 }
