@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 backend="${1:-sqlite}"
 duration="${BENCH_DURATION:-10s}"
-bin="target/release/scribe"
+bin="${BENCH_BIN:-target/release/scribe}"
 [ -x "$bin" ] || { echo "build first: cargo build --release --bin scribe" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)" >&2; exit 1; }
 
@@ -44,6 +44,7 @@ YAML
 server_pid=$!
 base="http://127.0.0.1:$port"
 for _ in $(seq 100); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.1; done
+curl -sf "$base/healthz" >/dev/null || { echo "the server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
 
 rss() { awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$server_pid/status"; }
 echo "backend: $backend, $(nproc) cores, wrk and server share them"
