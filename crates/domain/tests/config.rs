@@ -539,6 +539,19 @@ fn wrong_type_from_the_environment_is_named_with_its_variable() {
 }
 
 #[test]
+fn the_runner_daemons_variables_are_not_server_keys() {
+    let loaded = config(
+        MINIMAL,
+        &[
+            ("SCRIBE_RUNNER_TOKEN", "abc"),
+            ("SCRIBE_RUNNER_BACKEND_URL", "http://scribe:5000"),
+            ("SCRIBE_RUNNERS__HEARTBEAT_TIMEOUT_SECONDS", "5"),
+        ],
+    );
+    assert_eq!(loaded.runners.heartbeat_timeout_seconds, 5);
+}
+
+#[test]
 fn malformed_variable_names_are_rejected() {
     let message = error(MINIMAL, &[("SCRIBE_WEB_SERVER__", "1")]);
     assert!(message.contains("SCRIBE_WEB_SERVER__"), "{message}");

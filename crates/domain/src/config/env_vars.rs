@@ -19,6 +19,11 @@ pub const ENV_PREFIX: &str = "SCRIBE_";
 /// (read by the CLI) and the log filter.
 pub const NON_KEY_ENV_VARS: &[&str] = &["SCRIBE_CONFIG", "SCRIBE_LOG"];
 
+/// Prefixes of other programs' variables: `scribe-runner`'s settings often sit
+/// in the same environment (one container host, one compose file) and must not
+/// stop the server as unknown keys.
+pub const NON_KEY_ENV_PREFIXES: &[&str] = &["SCRIBE_RUNNER_"];
+
 const LEVEL_SEPARATOR: &str = "__";
 
 /// Applies every `SCRIBE_` variable (except those a `!ENV` tag read, which
@@ -36,6 +41,9 @@ pub(crate) fn apply_env_vars(
         .filter(|(name, _)| {
             name.starts_with(ENV_PREFIX)
                 && !NON_KEY_ENV_VARS.contains(&name.as_str())
+                && !NON_KEY_ENV_PREFIXES
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix))
                 && !read_by_tags.contains(name)
         })
         .collect();
