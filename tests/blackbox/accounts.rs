@@ -73,10 +73,7 @@ db_test!(
         );
 
         let info = json_body(
-            bearer(&app, Method::GET, "/api/users/info", &session)
-                .send()
-                .await
-                .unwrap(),
+            send_as(&app, Method::GET, "/api/users/info", &session).await,
             200,
         )
         .await;
@@ -148,20 +145,14 @@ db_test!(
         )
         .await;
         let detail = assert_error(
-            bearer(&app, Method::GET, "/api/users/info", &api_token)
-                .send()
-                .await
-                .unwrap(),
+            send_as(&app, Method::GET, "/api/users/info", &api_token).await,
             401,
         )
         .await;
         assert_eq!(detail, "Could not validate token");
 
         // Logout clears the cookie and kills the session.
-        let response = bearer(&app, Method::DELETE, "/api/users/logout", &session)
-            .send()
-            .await
-            .unwrap();
+        let response = send_as(&app, Method::DELETE, "/api/users/logout", &session).await;
         let cleared = token_cookie(&response).expect("logout clears the cookie");
         assert!(
             cleared.starts_with("token=;") || cleared.contains("Max-Age=0"),
@@ -169,10 +160,7 @@ db_test!(
         );
         json_body(response, 200).await;
         assert_error(
-            bearer(&app, Method::GET, "/api/users/info", &session)
-                .send()
-                .await
-                .unwrap(),
+            send_as(&app, Method::GET, "/api/users/info", &session).await,
             401,
         )
         .await;
@@ -402,10 +390,7 @@ db_test!(
         )
         .await;
         let info = json_body(
-            bearer(&app, Method::GET, "/api/users/info", &session)
-                .send()
-                .await
-                .unwrap(),
+            send_as(&app, Method::GET, "/api/users/info", &session).await,
             200,
         )
         .await;
@@ -438,18 +423,12 @@ db_test!(
         .await;
         // The other session is signed out; this one stays.
         assert_error(
-            bearer(&app, Method::GET, "/api/users/info", &other_session)
-                .send()
-                .await
-                .unwrap(),
+            send_as(&app, Method::GET, "/api/users/info", &other_session).await,
             401,
         )
         .await;
         json_body(
-            bearer(&app, Method::GET, "/api/users/info", &session)
-                .send()
-                .await
-                .unwrap(),
+            send_as(&app, Method::GET, "/api/users/info", &session).await,
             200,
         )
         .await;
@@ -547,10 +526,7 @@ db_test!(
         )
         .await;
         assert_error(
-            bearer(&app, Method::DELETE, "/api/users/delete", &plain)
-                .send()
-                .await
-                .unwrap(),
+            send_as(&app, Method::DELETE, "/api/users/delete", &plain).await,
             403,
         )
         .await;
@@ -654,10 +630,7 @@ db_test!(
         .await;
         json_body(accept(1, 2).send().await.unwrap(), 200).await;
         let info = json_body(
-            bearer(&app, Method::GET, "/api/users/info", &session)
-                .send()
-                .await
-                .unwrap(),
+            send_as(&app, Method::GET, "/api/users/info", &session).await,
             200,
         )
         .await;
@@ -705,10 +678,7 @@ db_test!(
         let password = initial_admin_password(&app).await;
         let admin = session_token(&app, "admin@localhost", &password, "admin").await;
         let info = json_body(
-            bearer(&app, Method::GET, "/api/users/info", &admin)
-                .send()
-                .await
-                .unwrap(),
+            send_as(&app, Method::GET, "/api/users/info", &admin).await,
             200,
         )
         .await;
@@ -791,29 +761,20 @@ db_test!(
         let new = cookie_value(&cookie);
         assert_ne!(new, old);
         json_body(
-            bearer(&app, Method::GET, "/api/users/info", &new)
-                .send()
-                .await
-                .unwrap(),
+            send_as(&app, Method::GET, "/api/users/info", &new).await,
             200,
         )
         .await;
         // The previous value stays valid for a short grace period (requests in flight).
         json_body(
-            bearer(&app, Method::GET, "/api/users/info", &old)
-                .send()
-                .await
-                .unwrap(),
+            send_as(&app, Method::GET, "/api/users/info", &old).await,
             200,
         )
         .await;
 
         // A session presented as Bearer has its expiry slid, without a new value.
         age_sessions(&app, 5).await;
-        let response = bearer(&app, Method::GET, "/api/users/get_all_token_info", &new)
-            .send()
-            .await
-            .unwrap();
+        let response = send_as(&app, Method::GET, "/api/users/get_all_token_info", &new).await;
         assert!(token_cookie(&response).is_none());
         let tokens = json_body(response, 200).await;
         let expires = tokens[0]["expires_at"].as_str().unwrap().to_owned();
@@ -829,10 +790,7 @@ db_test!(
             "expiry {expires} should be about an hour away"
         );
         json_body(
-            bearer(&app, Method::GET, "/api/users/info", &new)
-                .send()
-                .await
-                .unwrap(),
+            send_as(&app, Method::GET, "/api/users/info", &new).await,
             200,
         )
         .await;

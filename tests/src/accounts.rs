@@ -46,6 +46,14 @@ pub fn bearer(app: &TestApp, method: Method, path: &str, token: &str) -> Request
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
 }
 
+/// Sends a body-less request authenticated by `token` alone.
+pub async fn send_as(app: &TestApp, method: Method, path: &str, token: &str) -> Response {
+    bearer(app, method, path, token)
+        .send()
+        .await
+        .expect("the request reaches the server")
+}
+
 /// The first mail to `address` whose subject contains `subject_part` (any case).
 pub async fn mail_to(sink: &SmtpSink, address: &str, subject_part: &str) -> ReceivedMail {
     let address = address.to_owned();
