@@ -9,6 +9,7 @@ mod m20261125_000003_create_mail_outbox;
 mod m20261125_000004_create_job_settings;
 mod m20261125_000005_create_blobs;
 mod m20261125_000006_create_jobs_and_runners;
+mod m20261125_000007_create_oidc;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_create_job_settings::Migration),
             Box::new(m20261125_000005_create_blobs::Migration),
             Box::new(m20261125_000006_create_jobs_and_runners::Migration),
+            Box::new(m20261125_000007_create_oidc::Migration),
         ]
     }
 }

@@ -17,9 +17,13 @@
 pub mod accounts;
 mod assertions;
 mod db;
+pub mod ldap;
 mod logs;
+pub mod oidc;
 mod process;
+pub mod runners;
 pub mod smtp;
+pub mod whisper;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

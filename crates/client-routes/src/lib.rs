@@ -6,7 +6,9 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 pub mod general;
 pub mod jobs;
+pub mod ldap;
 pub mod local_account;
+pub mod oidc;
 pub mod users;
 
 /// Registers this crate's routes (relative to `/api`) with their OpenAPI docs.
@@ -14,5 +16,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     general::configure(cfg);
     users::configure(cfg);
     local_account::configure(cfg);
+    oidc::configure(cfg);
+    ldap::configure(cfg);
     jobs::configure(cfg);
 }

@@ -9,6 +9,7 @@ use crate::events::{InProcessNotifier, Notifier};
 use crate::mail::MailQueue;
 use crate::passwords::PasswordHasher;
 use crate::secret_key::SecretKey;
+use crate::session_cache::SessionCache;
 use crate::storage::{self, BlobId, BlobInfo, BlobStore, BlobStream, BlobWriter};
 
 /// Everything a domain service needs: the database, the validated configuration,
@@ -27,6 +28,8 @@ pub struct Domain {
     pub events: Arc<dyn Notifier>,
     /// Audio and transcripts, encrypted at rest (`storage`, `limits`).
     pub blobs: Arc<dyn BlobStore>,
+    /// Authenticated sessions, invalidated through `events`.
+    pub sessions: Arc<SessionCache>,
 }
 
 impl Domain {
@@ -60,6 +63,8 @@ impl Domain {
         // Two concurrent hashes per core keep the CPU busy without queueing
         // unbounded 19 MiB allocations.
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let events: Arc<dyn Notifier> = Arc::new(InProcessNotifier::new());
+        let sessions = session_cache(&config, events.as_ref());
         Domain {
             db,
             config,
@@ -67,12 +72,15 @@ impl Domain {
             mail: MailQueue::new(),
             passwords: PasswordHasher::new(cores * 2),
             banners: BannerCache::default(),
-            events: Arc::new(InProcessNotifier::new()),
+            sessions,
+            events,
             blobs,
         }
     }
 
     pub fn with_events(mut self, events: Arc<dyn Notifier>) -> Self {
+        // The cache must hear of changes from the notifier that carries them.
+        self.sessions = session_cache(&self.config, events.as_ref());
         self.events = events;
         self
     }
@@ -80,6 +88,14 @@ impl Domain {
 
 /// Stands in for a blob store that could not be opened, so that `Domain::new`
 /// keeps its infallible signature; every call fails with the original cause.
+fn session_cache(config: &Config, events: &dyn Notifier) -> Arc<SessionCache> {
+    let seconds = config.security.tokens.session_cache_seconds;
+    Arc::new(SessionCache::new(
+        events.subscribe_credentials(),
+        std::time::Duration::from_secs(u64::from(seconds)),
+    ))
+}
+
 struct UnavailableStore(String);
 
 impl UnavailableStore {

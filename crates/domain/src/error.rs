@@ -34,6 +34,10 @@ pub enum DomainError {
     /// An upload or body larger than the configured limit.
     #[error("{0}")]
     TooLarge(String),
+    /// A service Scribe depends on (an LDAP directory, an identity provider)
+    /// can't be reached or doesn't answer in time; the request may succeed later.
+    #[error("{0}")]
+    Unavailable(String),
     /// Something on our side failed. The cause is for the log, never for the client.
     #[error("internal error: {0}")]
     Internal(String),

@@ -19,6 +19,7 @@ pub mod passwords;
 pub mod runners;
 pub mod scheduling;
 pub mod secret_key;
+pub mod session_cache;
 pub mod storage;
 pub mod throttle;
 pub mod tokens;

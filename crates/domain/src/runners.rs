@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::entities::{jobs, runner_sessions, runners, users};
 use crate::error::{DomainError, DomainResult};
 use crate::events::{JobEvent, Message};
@@ -245,19 +246,33 @@ async fn take_offline(
 
 /// A heartbeat (SPEC §3.6): refreshes `last_heartbeat`, stores a changed
 /// progress while in progress, and tells the runner about its job.
+/// How stale `last_heartbeat` may get before a heartbeat writes it: a
+/// sixth of the timeout, at most five seconds. Runners beat every few seconds;
+/// writing each beat would make a thousand runners a thousand writes a second
+/// (one at a time on SQLite), while the reaper only needs to know who went
+/// silent for the whole timeout.
+fn heartbeat_resolution(config: &Config) -> chrono::Duration {
+    let sixth_ms = config
+        .runners
+        .heartbeat_timeout_seconds
+        .saturating_mul(1000)
+        / 6;
+    chrono::Duration::milliseconds(i64::try_from(sixth_ms.min(5000)).unwrap_or(5000))
+}
+
 pub async fn heartbeat(
     d: &Domain,
     session: &runner_sessions::Model,
     progress: f64,
 ) -> DomainResult<Heartbeat> {
-    runner_sessions::Entity::update_many()
-        .col_expr(
-            runner_sessions::Column::LastHeartbeat,
-            Expr::value(Utc::now()),
-        )
-        .filter(runner_sessions::Column::RunnerId.eq(session.runner_id))
-        .exec(&d.db)
-        .await?;
+    let now = Utc::now();
+    if now - session.last_heartbeat >= heartbeat_resolution(&d.config) {
+        runner_sessions::Entity::update_many()
+            .col_expr(runner_sessions::Column::LastHeartbeat, Expr::value(now))
+            .filter(runner_sessions::Column::RunnerId.eq(session.runner_id))
+            .exec(&d.db)
+            .await?;
+    }
     let Some(job_id) = session.job_id else {
         return Ok(Heartbeat {
             abort: false,

@@ -35,10 +35,10 @@ const MAX_ADDRESS_CHARS: usize = 64;
 /// The throttling key of a login name at a provider: `provider:name`, lower
 /// case, so case variants of one name count together.
 pub fn account_key(provider: &str, login_name: &str) -> String {
-    truncate(
-        &format!("{provider}:{}", login_name.trim().to_lowercase()),
-        MAX_ACCOUNT_CHARS,
-    )
+    // PostgreSQL text can't hold NUL; a name with one still counts against
+    // the same key every time.
+    let name = login_name.trim().to_lowercase().replace('\0', "\u{fffd}");
+    truncate(&format!("{provider}:{name}"), MAX_ACCOUNT_CHARS)
 }
 
 fn truncate(text: &str, max_chars: usize) -> String {
@@ -205,6 +205,8 @@ mod tests {
             account_key("p", &"x".repeat(600)).chars().count(),
             MAX_ACCOUNT_CHARS
         );
+        assert_eq!(account_key("p", "a\0b"), account_key("p", "a\0b"));
+        assert!(!account_key("p", "a\0b").contains('\0'));
         assert_eq!(describe_wait(1), "1 second");
         assert_eq!(describe_wait(59), "59 seconds");
         assert_eq!(describe_wait(900), "15 minutes");

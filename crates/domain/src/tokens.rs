@@ -34,6 +34,8 @@ use crate::accounts::{self, User, UserType};
 use crate::config::Config;
 use crate::entities::{tokens, users};
 use crate::error::{DomainError, DomainResult};
+use crate::events::CredentialChange;
+use crate::session_cache::CachedSession;
 use crate::Domain;
 
 /// How long the value a session had before its rotation keeps working.
@@ -168,18 +170,53 @@ pub async fn authenticate(d: &Domain, token_value: &str) -> DomainResult<Session
     let now = Utc::now();
     let presented = hash_token(token_value);
 
-    let (token, user, stored) = match tokens::Entity::find()
-        .filter(tokens::Column::TokenHash.eq(presented.as_str()))
+    let (cached, generation) = d.sessions.get(&presented);
+    let cached = match cached {
+        Some(cached) => cached,
+        None => {
+            let fresh = load_session(d, &presented, now).await?;
+            d.sessions
+                .insert(presented.clone(), fresh.clone(), generation);
+            fresh
+        }
+    };
+    if cached
+        .valid_until
+        .is_some_and(|valid_until| valid_until <= now)
+    {
+        return Err(invalid_token());
+    }
+    if now - cached.last_usage >= LAST_USAGE_RESOLUTION {
+        tokens::Entity::update_many()
+            .col_expr(tokens::Column::LastUsage, Expr::value(now))
+            .filter(tokens::Column::Id.eq(cached.session.token_id))
+            .exec(&d.db)
+            .await?;
+        d.sessions.touch(&presented, now);
+    }
+    Ok(cached.session)
+}
+
+/// The session a token hash belongs to, from the database: by its current
+/// value, or by the value it had before its last rotation.
+async fn load_session(
+    d: &Domain,
+    presented: &str,
+    now: DateTime<Utc>,
+) -> DomainResult<CachedSession> {
+    let (token, user, stored, valid_until) = match tokens::Entity::find()
+        .filter(tokens::Column::TokenHash.eq(presented))
         .find_also_related(users::Entity)
         .one(&d.db)
         .await?
     {
         Some((token, Some(user))) => {
             let stored = token.token_hash.clone();
-            (token, user, stored)
+            let valid_until = token.expires_at;
+            (token, user, stored, valid_until)
         }
         _ => match tokens::Entity::find()
-            .filter(tokens::Column::PreviousHash.eq(presented.as_str()))
+            .filter(tokens::Column::PreviousHash.eq(presented))
             .filter(tokens::Column::PreviousValidUntil.gt(now))
             .find_also_related(users::Entity)
             .one(&d.db)
@@ -187,7 +224,11 @@ pub async fn authenticate(d: &Domain, token_value: &str) -> DomainResult<Session
         {
             Some((token, Some(user))) => {
                 let stored = token.previous_hash.clone().unwrap_or_default();
-                (token, user, stored)
+                let valid_until = match (token.expires_at, token.previous_valid_until) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                (token, user, stored, valid_until)
             }
             _ => return Err(invalid_token()),
         },
@@ -195,30 +236,42 @@ pub async fn authenticate(d: &Domain, token_value: &str) -> DomainResult<Session
     if !bool::from(stored.as_bytes().ct_eq(presented.as_bytes())) {
         return Err(invalid_token());
     }
-    if token.expires_at.is_some_and(|expires_at| expires_at <= now) {
-        return Err(invalid_token());
-    }
-
-    if now - token.last_usage >= LAST_USAGE_RESOLUTION {
-        tokens::Entity::update_many()
-            .col_expr(tokens::Column::LastUsage, Expr::value(now))
-            .filter(tokens::Column::Id.eq(token.id))
-            .exec(&d.db)
-            .await?;
-    }
-
+    let last_usage = token.last_usage;
     let user = accounts::load_user(&d.db, user).await?;
-    Ok(Session {
-        user,
-        token_id: token.id,
-        admin_privileges: token.admin_privileges,
-        explicit: token.explicit,
-        expires_at: token.expires_at,
-        token_hash: token.token_hash,
+    Ok(CachedSession {
+        session: Session {
+            user,
+            token_id: token.id,
+            admin_privileges: token.admin_privileges,
+            explicit: token.explicit,
+            expires_at: token.expires_at,
+            token_hash: token.token_hash,
+        },
+        valid_until,
+        last_usage,
     })
 }
 
+/// Announces that `user_id`'s tokens or account changed, so that every
+/// replica's session cache forgets them. Call it after the change committed.
+pub async fn credentials_changed(d: &Domain, user_id: i64) {
+    d.sessions.forget(CredentialChange::User(user_id));
+    d.events.send(CredentialChange::User(user_id).into()).await;
+}
+
 impl Session {
+    #[cfg(test)]
+    pub(crate) fn for_tests(user: User, token_id: i64) -> Self {
+        Session {
+            user,
+            token_id,
+            admin_privileges: false,
+            explicit: false,
+            expires_at: None,
+            token_hash: String::new(),
+        }
+    }
+
     /// 403 unless the user's email address is verified.
     pub fn require_verified(&self) -> DomainResult<()> {
         if self.user.is_verified {
@@ -292,6 +345,7 @@ pub(crate) async fn roll_session_at(
             .filter(tokens::Column::Id.eq(session.token_id))
             .exec(&d.db)
             .await?;
+        credentials_changed(d, session.user.id).await;
         return Ok(None);
     }
     let (value, hash) = generate();
@@ -316,6 +370,7 @@ pub(crate) async fn roll_session_at(
         // session was ended meanwhile.
         return Ok(None);
     }
+    credentials_changed(d, session.user.id).await;
     Ok(Some(IssuedToken {
         value,
         lifetime: Some(lifetime),
@@ -394,6 +449,7 @@ pub async fn invalidate_token(d: &Domain, user_id: i64, token_id: i64) -> Domain
         .filter(tokens::Column::UserId.eq(user_id))
         .exec(&d.db)
         .await?;
+    credentials_changed(d, user_id).await;
     Ok(())
 }
 
@@ -403,6 +459,7 @@ pub async fn invalidate_all_tokens(d: &Domain, user_id: i64) -> DomainResult<()>
         .filter(tokens::Column::UserId.eq(user_id))
         .exec(&d.db)
         .await?;
+    credentials_changed(d, user_id).await;
     Ok(())
 }
 

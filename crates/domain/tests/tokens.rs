@@ -14,6 +14,9 @@ use scribe_domain::entities::{login_failures, tokens as token_rows_entity};
 use scribe_domain::tokens::{self, hash_token};
 use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
 
+/// For tests that change tokens in the database behind the server's back.
+const NO_SESSION_CACHE: &str = "security:\n  tokens:\n    session_cache_seconds: 0\n";
+
 db_test!(
     async fn tokens_are_stored_only_as_hashes(backend: Backend) {
         let d = domain(backend).await;
@@ -36,7 +39,7 @@ db_test!(
 
 db_test!(
     async fn unknown_empty_and_expired_tokens_are_refused(backend: Backend) {
-        let d = domain(backend).await;
+        let d = domain_with(backend, NO_SESSION_CACHE).await;
         verified_user(&d, "a@example.org").await;
         let (token, session) = session(&d, "a@example.org").await;
         for value in ["", "nope", &"x".repeat(10_000)] {
@@ -62,7 +65,7 @@ db_test!(
 
 db_test!(
     async fn last_usage_is_written_at_most_once_a_minute(backend: Backend) {
-        let d = domain(backend).await;
+        let d = domain_with(backend, NO_SESSION_CACHE).await;
         let id = verified_user(&d, "a@example.org").await;
         let (token, session) = session(&d, "a@example.org").await;
         let recent = Utc::now() - Duration::seconds(30);
@@ -85,7 +88,8 @@ db_test!(
 
 db_test!(
     async fn cookie_sessions_rotate_near_expiry_with_a_grace_period(backend: Backend) {
-        let d = domain(backend).await;
+        // The test ends the grace period in the database, behind the session cache.
+        let d = domain_with(backend, NO_SESSION_CACHE).await;
         let id = verified_user(&d, "a@example.org").await;
         let (token, session) = session(&d, "a@example.org").await;
 
@@ -137,7 +141,8 @@ db_test!(
 
 db_test!(
     async fn bearer_sessions_slide_without_a_new_value(backend: Backend) {
-        let d = domain(backend).await;
+        // The test moves the expiry in the database, behind the session cache.
+        let d = domain_with(backend, NO_SESSION_CACHE).await;
         let id = verified_user(&d, "a@example.org").await;
         let (token, session) = session(&d, "a@example.org").await;
         set_token_expiry(

@@ -105,6 +105,9 @@ impl From<DomainError> for ApiError {
                 HeaderValue::from(retry_after_secs.max(1)),
             ),
             DomainError::TooLarge(detail) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, detail),
+            DomainError::Unavailable(detail) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+            }
             DomainError::Internal(cause) => {
                 // The cause may hold SQL or paths: it goes to the log, not to the client.
                 tracing::error!(%cause, "internal error");

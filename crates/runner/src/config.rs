@@ -2,6 +2,7 @@
 //! flags and their `SCRIBE_RUNNER_*` variables on top, then validation that names
 //! the bad key. The token may come from a file so it stays out of `ps` and the YAML.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +22,8 @@ pub enum Mode {
     Dummy,
     /// An external program (e.g. a whisper wrapper) writes the transcript.
     Command,
+    /// Whisper (faster-whisper) in a Python worker process.
+    Whisper,
 }
 
 /// The runner token: never printed by `Debug`.
@@ -63,12 +66,13 @@ pub struct FileConfig {
     pub name: Option<String>,
     /// Higher priorities get jobs first (> 0).
     pub priority: Option<i64>,
-    /// `dummy` or `command`.
+    /// `dummy`, `command` or `whisper`.
     pub mode: Option<Mode>,
     /// Seconds between heartbeats (the backend drops a runner silent for 60 s).
     pub heartbeat_interval_secs: Option<f64>,
     pub dummy: Option<DummyFileConfig>,
     pub command: Option<CommandFileConfig>,
+    pub whisper: Option<WhisperFileConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +90,27 @@ pub struct CommandFileConfig {
     pub argv: Option<Vec<String>>,
     /// Where per-job directories (audio + outputs) are created; the system temp
     /// directory if unset.
+    pub working_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhisperFileConfig {
+    /// The Python interpreter of the runner's environment (scripts/runner-env), e.g.
+    /// `/opt/scribe-runner/venv/bin/python`; `python3` on the PATH if unset.
+    pub python: Option<PathBuf>,
+    /// Job model name (`tiny`, `tiny.en`, … `large`) → a local directory holding that
+    /// Whisper model in CTranslate2 format. Models are never downloaded.
+    pub models: Option<BTreeMap<String, PathBuf>>,
+    /// `cpu` (default), `cuda` or `auto`.
+    pub device: Option<String>,
+    /// CTranslate2 compute type: `int8` (default), `float16` for GPUs, …
+    pub compute_type: Option<String>,
+    /// Threads for CPU inference; 0 (default) lets CTranslate2 choose.
+    pub cpu_threads: Option<u32>,
+    /// A replacement for the worker script built into the binary (development).
+    pub worker_script: Option<PathBuf>,
+    /// Where per-job directories are created; the system temp directory if unset.
     pub working_dir: Option<PathBuf>,
 }
 
@@ -115,7 +140,7 @@ pub struct Overrides {
     /// The runner's priority (> 0; higher gets jobs first).
     #[arg(long, env = "SCRIBE_RUNNER_PRIORITY", global = true)]
     pub priority: Option<i64>,
-    /// `dummy` or `command`.
+    /// `dummy`, `command` or `whisper`.
     #[arg(long, env = "SCRIBE_RUNNER_MODE", global = true)]
     pub mode: Option<Mode>,
     /// Seconds between heartbeats.
@@ -130,9 +155,30 @@ pub struct Overrides {
     /// Command mode: a leading argument for the program (repeatable).
     #[arg(long = "command-arg", global = true, allow_hyphen_values = true)]
     pub command_args: Vec<String>,
-    /// Command mode: where per-job directories are created.
+    /// Command and whisper modes: where per-job directories are created.
     #[arg(long, env = "SCRIBE_RUNNER_WORKING_DIR", global = true)]
     pub working_dir: Option<PathBuf>,
+    /// Whisper mode: the Python interpreter of the runner's environment.
+    #[arg(long, env = "SCRIBE_RUNNER_WHISPER_PYTHON", global = true)]
+    pub whisper_python: Option<PathBuf>,
+    /// Whisper mode: a model as NAME=DIR (repeatable; comma-separated in the variable).
+    /// Replaces the file's `whisper.models`.
+    #[arg(
+        long = "whisper-model",
+        env = "SCRIBE_RUNNER_WHISPER_MODELS",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub whisper_models: Vec<String>,
+    /// Whisper mode: `cpu`, `cuda` or `auto`.
+    #[arg(long, env = "SCRIBE_RUNNER_WHISPER_DEVICE", global = true)]
+    pub whisper_device: Option<String>,
+    /// Whisper mode: the CTranslate2 compute type (`int8`, `float16`, …).
+    #[arg(long, env = "SCRIBE_RUNNER_WHISPER_COMPUTE_TYPE", global = true)]
+    pub whisper_compute_type: Option<String>,
+    /// Whisper mode: CPU threads (0: CTranslate2's choice).
+    #[arg(long, env = "SCRIBE_RUNNER_WHISPER_CPU_THREADS", global = true)]
+    pub whisper_cpu_threads: Option<u32>,
 }
 
 /// The validated configuration the daemon runs with.
@@ -156,7 +202,60 @@ pub enum ProcessorConfig {
         argv: Vec<String>,
         working_dir: Option<PathBuf>,
     },
+    Whisper(WhisperConfig),
 }
+
+impl ProcessorConfig {
+    /// Where per-job directories go, if not the system temp directory.
+    pub fn working_dir(&self) -> Option<&Path> {
+        match self {
+            ProcessorConfig::Dummy { .. } => None,
+            ProcessorConfig::Command { working_dir, .. } => working_dir.as_deref(),
+            ProcessorConfig::Whisper(whisper) => whisper.working_dir.as_deref(),
+        }
+    }
+}
+
+/// Whisper mode, validated.
+#[derive(Debug, Clone)]
+pub struct WhisperConfig {
+    pub python: PathBuf,
+    /// Job model name → model directory; never empty.
+    pub models: BTreeMap<String, PathBuf>,
+    pub device: String,
+    pub compute_type: String,
+    pub cpu_threads: u32,
+    pub worker_script: Option<PathBuf>,
+    pub working_dir: Option<PathBuf>,
+}
+
+/// The job setting `model`'s values (Project-W's `JobModelEnum`).
+pub const WHISPER_MODEL_NAMES: [&str; 10] = [
+    "tiny",
+    "tiny.en",
+    "base",
+    "base.en",
+    "small",
+    "small.en",
+    "medium",
+    "medium.en",
+    "turbo",
+    "large",
+];
+const DEVICES: [&str; 3] = ["cpu", "cuda", "auto"];
+/// CTranslate2's compute types.
+const COMPUTE_TYPES: [&str; 10] = [
+    "default",
+    "auto",
+    "int8",
+    "int8_float32",
+    "int8_float16",
+    "int8_bfloat16",
+    "int16",
+    "float16",
+    "bfloat16",
+    "float32",
+];
 
 pub const DEFAULT_HEARTBEAT_SECS: f64 = 10.0;
 pub const DEFAULT_DUMMY_SECS: f64 = 3.0;
@@ -226,12 +325,44 @@ impl Config {
             )));
         }
 
-        let mode = o.mode.or(file.mode).unwrap_or(Mode::Dummy);
+        let processor =
+            ProcessorConfig::merge(file.mode, file.dummy, file.command, file.whisper, o)?;
+
+        Ok(Self {
+            backend_url,
+            token,
+            name,
+            priority,
+            heartbeat_interval: Duration::from_secs_f64(heartbeat),
+            processor,
+        })
+    }
+}
+
+impl ProcessorConfig {
+    /// Only the processing part of the file named by `--config` and the overrides: what
+    /// `scribe-runner check --skip-backend` needs, without backend URL or token.
+    pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
+        let file = match &overrides.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Self::merge(file.mode, file.dummy, file.command, file.whisper, overrides)
+    }
+
+    fn merge(
+        mode: Option<Mode>,
+        dummy: Option<DummyFileConfig>,
+        command: Option<CommandFileConfig>,
+        whisper: Option<WhisperFileConfig>,
+        o: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mode = o.mode.or(mode).unwrap_or(Mode::Dummy);
         let processor = match mode {
             Mode::Dummy => {
                 let secs = o
                     .dummy_duration
-                    .or(file.dummy.and_then(|d| d.duration_secs))
+                    .or(dummy.and_then(|d| d.duration_secs))
                     .unwrap_or(DEFAULT_DUMMY_SECS);
                 if !(0.0..=86_400.0).contains(&secs) {
                     return Err(ConfigError(format!(
@@ -243,7 +374,7 @@ impl Config {
                 }
             }
             Mode::Command => {
-                let file_cmd = file.command.unwrap_or_default();
+                let file_cmd = command.unwrap_or_default();
                 let argv = match &o.command {
                     Some(program) => {
                         let mut argv = vec![program.clone()];
@@ -266,17 +397,122 @@ impl Config {
                 }
                 ProcessorConfig::Command { argv, working_dir }
             }
+            Mode::Whisper => {
+                ProcessorConfig::Whisper(whisper_config(whisper.unwrap_or_default(), o)?)
+            }
         };
-
-        Ok(Self {
-            backend_url,
-            token,
-            name,
-            priority,
-            heartbeat_interval: Duration::from_secs_f64(heartbeat),
-            processor,
-        })
+        Ok(processor)
     }
+}
+
+fn whisper_config(file: WhisperFileConfig, o: &Overrides) -> Result<WhisperConfig, ConfigError> {
+    let python = o
+        .whisper_python
+        .clone()
+        .or(file.python)
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    if python.as_os_str().is_empty() {
+        return Err(ConfigError("whisper.python: empty".into()));
+    }
+    // A bare name is looked up on the PATH when the worker starts; a path must exist.
+    if python.components().count() > 1 && !python.is_file() {
+        return Err(ConfigError(format!(
+            "whisper.python: {} does not exist; create the runner's Python environment \
+             with scripts/runner-env",
+            python.display()
+        )));
+    }
+
+    let models = if o.whisper_models.is_empty() {
+        file.models.unwrap_or_default()
+    } else {
+        let mut models = BTreeMap::new();
+        for entry in &o.whisper_models {
+            let (name, dir) = entry.split_once('=').ok_or_else(|| {
+                ConfigError(format!(
+                    "whisper.models: --whisper-model takes NAME=DIR, got {entry:?}"
+                ))
+            })?;
+            models.insert(name.trim().to_owned(), PathBuf::from(dir.trim()));
+        }
+        models
+    };
+    if models.is_empty() {
+        return Err(missing(
+            "whisper.models (mode: whisper)",
+            "--whisper-model NAME=DIR",
+        ));
+    }
+    for (name, dir) in &models {
+        if !WHISPER_MODEL_NAMES.contains(&name.as_str()) {
+            return Err(ConfigError(format!(
+                "whisper.models: {name:?} is not a job model name; use one of {}",
+                WHISPER_MODEL_NAMES.join(", ")
+            )));
+        }
+        if !dir.join("model.bin").is_file() {
+            return Err(ConfigError(format!(
+                "whisper.models.{name}: {} is not a CTranslate2 Whisper model directory \
+                 (no model.bin)",
+                dir.display()
+            )));
+        }
+    }
+
+    let device = o
+        .whisper_device
+        .clone()
+        .or(file.device)
+        .unwrap_or_else(|| "cpu".into());
+    if !DEVICES.contains(&device.as_str()) {
+        return Err(ConfigError(format!(
+            "whisper.device: must be one of {}, got {device:?}",
+            DEVICES.join(", ")
+        )));
+    }
+    let compute_type = o
+        .whisper_compute_type
+        .clone()
+        .or(file.compute_type)
+        .unwrap_or_else(|| "int8".into());
+    if !COMPUTE_TYPES.contains(&compute_type.as_str()) {
+        return Err(ConfigError(format!(
+            "whisper.compute_type: must be one of {}, got {compute_type:?}",
+            COMPUTE_TYPES.join(", ")
+        )));
+    }
+    let cpu_threads = o.whisper_cpu_threads.or(file.cpu_threads).unwrap_or(0);
+    if cpu_threads > 1024 {
+        return Err(ConfigError(format!(
+            "whisper.cpu_threads: must be at most 1024, got {cpu_threads}"
+        )));
+    }
+    if let Some(script) = &file.worker_script {
+        if !script.is_file() {
+            return Err(ConfigError(format!(
+                "whisper.worker_script: {} does not exist",
+                script.display()
+            )));
+        }
+    }
+    let working_dir = o.working_dir.clone().or(file.working_dir);
+    if let Some(dir) = &working_dir {
+        if !dir.is_dir() {
+            return Err(ConfigError(format!(
+                "whisper.working_dir: {} is not a directory",
+                dir.display()
+            )));
+        }
+    }
+    Ok(WhisperConfig {
+        python,
+        models,
+        device,
+        compute_type,
+        cpu_threads,
+        worker_script: file.worker_script,
+        working_dir,
+    })
 }
 
 fn missing(key: &str, flag: &str) -> ConfigError {
@@ -374,5 +610,90 @@ mod tests {
             assert!(error.0.starts_with(key), "{yaml:?}: {error}");
         }
         assert!(serde_yaml::from_str::<FileConfig>("bogus: 1\n").is_err());
+    }
+
+    #[test]
+    fn whisper_mode_maps_models_to_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("tiny.en");
+        std::fs::create_dir(&model).unwrap();
+        std::fs::write(model.join("model.bin"), b"x").unwrap();
+        let yaml = format!(
+            "backend_url: http://x\ntoken: x\nmode: whisper\nwhisper:\n  python: /bin/sh\n  \
+             models:\n    tiny.en: {}\n  cpu_threads: 2\n",
+            model.display()
+        );
+        let config = Config::merge(parse(&yaml), &Overrides::default()).unwrap();
+        let ProcessorConfig::Whisper(whisper) = &config.processor else {
+            panic!("{:?}", config.processor)
+        };
+        assert_eq!(whisper.python, PathBuf::from("/bin/sh"));
+        assert_eq!(whisper.models["tiny.en"], model);
+        assert_eq!(whisper.device, "cpu");
+        assert_eq!(whisper.compute_type, "int8");
+        assert_eq!(whisper.cpu_threads, 2);
+
+        // Flags replace the file's models; only the processing part is needed for
+        // `check --skip-backend`.
+        let overrides = Overrides {
+            mode: Some(Mode::Whisper),
+            whisper_models: vec![format!("small={}", model.display())],
+            whisper_compute_type: Some("float32".into()),
+            ..Overrides::default()
+        };
+        let ProcessorConfig::Whisper(whisper) =
+            ProcessorConfig::merge(None, None, None, None, &overrides).unwrap()
+        else {
+            panic!("not whisper")
+        };
+        assert_eq!(whisper.python, PathBuf::from("python3"));
+        assert_eq!(whisper.models.keys().collect::<Vec<_>>(), ["small"]);
+        assert_eq!(whisper.compute_type, "float32");
+    }
+
+    #[test]
+    fn whisper_mistakes_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().display();
+        let base = "backend_url: http://x\ntoken: x\nmode: whisper\n";
+        let cases = [
+            (String::new(), "whisper.models"),
+            (
+                format!("whisper:\n  models:\n    huge: {empty}\n"),
+                "whisper.models",
+            ),
+            (
+                format!("whisper:\n  models:\n    tiny: {empty}\n"),
+                "whisper.models.tiny",
+            ),
+            (
+                "whisper:\n  python: /no/such/python\n".to_owned(),
+                "whisper.python",
+            ),
+        ];
+        for (yaml, key) in cases {
+            let error =
+                Config::merge(parse(&format!("{base}{yaml}")), &Overrides::default()).unwrap_err();
+            assert!(error.0.starts_with(key), "{yaml:?}: {error}");
+        }
+        let model = dir.path().join("m");
+        std::fs::create_dir(&model).unwrap();
+        std::fs::write(model.join("model.bin"), b"x").unwrap();
+        let models = format!("whisper:\n  models:\n    tiny: {}\n", model.display());
+        for (extra, key) in [
+            ("  device: tpu\n", "whisper.device"),
+            ("  compute_type: int4\n", "whisper.compute_type"),
+            ("  working_dir: /no/such/dir\n", "whisper.working_dir"),
+        ] {
+            let yaml = format!("{base}{models}{extra}");
+            let error = Config::merge(parse(&yaml), &Overrides::default()).unwrap_err();
+            assert!(error.0.starts_with(key), "{yaml:?}: {error}");
+        }
+        let overrides = Overrides {
+            whisper_models: vec!["tiny".into()],
+            ..Overrides::default()
+        };
+        let error = Config::merge(parse(base), &overrides).unwrap_err();
+        assert!(error.0.contains("NAME=DIR"), "{error}");
     }
 }

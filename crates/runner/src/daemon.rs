@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::client::{ClientError, JobResult, RegisterRequest, RunnerClient};
-use crate::config::{Config, ProcessorConfig};
-use crate::processor::{self, JobInput, Progress};
+use crate::config::Config;
+use crate::processor::{JobInput, Processor, Progress};
 
 /// Project-W's runner sends exactly this when it stops an aborted job.
 pub const ABORTED_MSG: &str = "job was aborted";
@@ -47,6 +47,8 @@ struct RunningJob {
     stop: watch::Sender<Stop>,
 }
 
+/// Downloads of one job's audio before the job is failed (with backoff between them).
+const AUDIO_ATTEMPTS: u32 = 4;
 /// Retry delays: doubling from the first to the last.
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -78,7 +80,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         source_code_url: SOURCE_CODE_URL.to_owned(),
         priority: config.priority,
     };
-    let config = Arc::new(config);
+    let processor = Arc::new(Processor::new(config.processor.clone()));
+    // A runner that cannot transcribe must not take jobs.
+    tokio::select! {
+        ready = processor.warm_up() => ready.map_err(DaemonError::Setup)?,
+        () = shutdown.cancelled() => return Ok(()),
+    }
     let progress = Arc::new(Progress::default());
 
     loop {
@@ -127,7 +134,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
                                 job = Some(start_job(
                                     client.clone(),
                                     session.clone(),
-                                    Arc::clone(&config),
+                                    Arc::clone(&processor),
                                     Arc::clone(&progress),
                                 ));
                             }
@@ -214,14 +221,14 @@ async fn unregister(client: &RunnerClient) {
 fn start_job(
     client: RunnerClient,
     session: String,
-    config: Arc<Config>,
+    processor: Arc<Processor>,
     progress: Arc<Progress>,
 ) -> RunningJob {
     let (stop, stop_rx) = watch::channel(Stop::Run);
     let handle = tokio::spawn(async move {
         let mut discard = stop_rx.clone();
         tokio::select! {
-            () = handle_job(&client, &session, &config, progress, stop_rx) => {}
+            () = handle_job(&client, &session, &processor, progress, stop_rx) => {}
             _ = discard.wait_for(|s| *s == Stop::Discard) => {
                 info!("stopped the current job without a result");
             }
@@ -255,7 +262,7 @@ where
 async fn handle_job(
     client: &RunnerClient,
     session: &str,
-    config: &Config,
+    processor: &Processor,
     progress: Arc<Progress>,
     mut stop: watch::Receiver<Stop>,
 ) {
@@ -274,13 +281,10 @@ async fn handle_job(
     let job_id = info.id;
     info!(job_id, "job retrieved");
 
-    let base = match &config.processor {
-        ProcessorConfig::Command {
-            working_dir: Some(dir),
-            ..
-        } => dir.clone(),
-        _ => std::env::temp_dir(),
-    };
+    let base = processor
+        .config()
+        .working_dir()
+        .map_or_else(std::env::temp_dir, PathBuf::from);
     let job_dir = match tempfile::Builder::new()
         .prefix(&format!("scribe-job-{job_id}-"))
         .tempdir_in(&base)
@@ -295,12 +299,28 @@ async fn handle_job(
     };
 
     let audio_path: PathBuf = job_dir.path().join("audio");
-    let audio = match client.retrieve_job_audio(session, &audio_path).await {
+    let audio = match retrying("retrieving the job's audio", AUDIO_ATTEMPTS, || {
+        client.retrieve_job_audio(session, &audio_path)
+    })
+    .await
+    {
         Ok(audio) => audio,
         Err(e @ (ClientError::Invalid(_) | ClientError::Io(_))) => {
             // The backend marked the job in progress; tell it what went wrong.
             error!(job_id, error = %e, "could not store the job's audio");
             let msg = format!("the runner could not retrieve the audio: {e}");
+            submit(client, session, job_id, JobResult::ErrorMsg(msg)).await;
+            return;
+        }
+        Err(e) if e.is_transient() => {
+            // The backend answers but can't serve this audio (e.g. its stored copy is
+            // damaged): skipping would only fetch it again at the next heartbeat, for
+            // ever. If the backend is down instead, this submit fails too and the job
+            // is retried once it is back.
+            error!(job_id, error = %e, "the job's audio could not be retrieved; failing the job");
+            let msg = format!(
+                "the runner could not retrieve the audio after {AUDIO_ATTEMPTS} attempts: {e}"
+            );
             submit(client, session, job_id, JobResult::ErrorMsg(msg)).await;
             return;
         }
@@ -320,7 +340,7 @@ async fn handle_job(
         progress,
     };
     let result = tokio::select! {
-        result = processor::process(&config.processor, &input) => match result {
+        result = processor.process(&input) => match result {
             Ok(transcript) => {
                 info!(job_id, "transcription finished");
                 JobResult::Transcript(transcript)

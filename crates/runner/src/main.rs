@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use scribe_runner::client::RunnerClient;
-use scribe_runner::config::{Config, Overrides};
+use scribe_runner::config::{Config, Overrides, ProcessorConfig};
 use scribe_runner::daemon;
+use scribe_runner::processor::Processor;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
@@ -40,8 +41,14 @@ enum LogFormat {
 enum Command {
     /// Connect to the backend and process jobs (the default).
     Run,
-    /// Validate the configuration and check that the backend answers /api/about.
-    Check,
+    /// Validate the configuration, check the transcription environment (whisper mode:
+    /// the Python worker and every configured model) and that the backend answers
+    /// /api/about.
+    Check {
+        /// Skip the backend: no backend URL or token needed.
+        #[arg(long)]
+        skip_backend: bool,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -59,8 +66,15 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let config = match Config::load(&cli.overrides) {
-        Ok(config) => config,
+    let command = cli.command.unwrap_or(Command::Run);
+    let loaded = match command {
+        Command::Check { skip_backend: true } => {
+            ProcessorConfig::load(&cli.overrides).map(Loaded::Processor)
+        }
+        _ => Config::load(&cli.overrides).map(Loaded::Full),
+    };
+    let loaded = match loaded {
+        Ok(loaded) => loaded,
         Err(e) => {
             error!("invalid configuration: {e}");
             return ExitCode::from(2);
@@ -76,10 +90,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Run => runtime.block_on(run(config)),
-        Command::Check => runtime.block_on(check(config)),
+    match (command, loaded) {
+        (Command::Run, Loaded::Full(config)) => runtime.block_on(run(config)),
+        (Command::Check { .. }, Loaded::Full(config)) => {
+            runtime.block_on(check(config.processor.clone(), Some(config)))
+        }
+        (_, Loaded::Processor(processor)) => runtime.block_on(check(processor, None)),
     }
+}
+
+enum Loaded {
+    Full(Config),
+    Processor(ProcessorConfig),
 }
 
 async fn run(config: Config) -> ExitCode {
@@ -113,12 +135,39 @@ fn watch_signals(shutdown: CancellationToken) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn check(config: Config) -> ExitCode {
+/// Prints what it found on stdout, one line each; fails if anything doesn't work.
+async fn check(processor: ProcessorConfig, config: Option<Config>) -> ExitCode {
+    let (lines, mut ok) = match Processor::new(processor).check().await {
+        Ok(lines) => (lines, true),
+        Err(lines) => (lines, false),
+    };
+    {
+        let mut out = std::io::stdout().lock();
+        for line in &lines {
+            if writeln!(out, "{line}").is_err() {
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if !ok {
+        error!("the transcription environment does not work; see above");
+    }
+    if let Some(config) = config {
+        ok &= check_backend(&config).await;
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn check_backend(config: &Config) -> bool {
     let client = match RunnerClient::new(&config.backend_url, config.token.clone()) {
         Ok(client) => client,
         Err(e) => {
             error!("{e}");
-            return ExitCode::FAILURE;
+            return false;
         }
     };
     match client.about().await {
@@ -126,19 +175,16 @@ async fn check(config: Config) -> ExitCode {
             let version = about["version"].as_str().unwrap_or("?");
             let git_hash = about["git_hash"].as_str().unwrap_or("?");
             let mut out = std::io::stdout().lock();
-            let written = writeln!(
+            writeln!(
                 out,
                 "configuration ok; the backend at {} runs version {version} ({git_hash})",
                 config.backend_url
-            );
-            if written.is_err() {
-                return ExitCode::FAILURE;
-            }
-            ExitCode::SUCCESS
+            )
+            .is_ok()
         }
         Err(e) => {
             error!(backend = %config.backend_url, "the backend did not answer /api/about: {e}");
-            ExitCode::FAILURE
+            false
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Turning a downloaded audio file into a transcript: the `dummy` mode (fake but
-//! deterministic, for tests and load) and the `command` mode (an external program).
+//! deterministic, for tests and load), the `command` mode (an external program) and
+//! the `whisper` mode ([`crate::whisper`]).
 //!
-//! Processing is a future; aborting a job drops it. In command mode the program
-//! runs in its own process group, and dropping the future kills the whole group.
+//! Processing is a future; aborting a job drops it. In command and whisper modes the
+//! program runs in its own process group, and dropping the future kills the whole group.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -10,12 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::client::{Audio, Transcript};
 use crate::config::ProcessorConfig;
+use crate::formats::{Segment, SubtitleOptions, Transcription};
+use crate::whisper::Whisper;
 
 /// The current job's progress (0–100), shared with the heartbeat.
 #[derive(Debug, Default)]
@@ -48,12 +51,66 @@ pub struct JobInput {
     pub progress: Arc<Progress>,
 }
 
-/// Runs the configured processor. The error is the `error_msg` the backend gets.
-pub async fn process(config: &ProcessorConfig, input: &JobInput) -> Result<Transcript, String> {
-    match config {
-        ProcessorConfig::Dummy { duration } => dummy(*duration, input).await,
-        ProcessorConfig::Command { argv, .. } => command(argv, input).await,
+/// The configured processor and what it keeps between jobs (whisper's worker).
+pub struct Processor {
+    config: ProcessorConfig,
+    whisper: Option<Whisper>,
+}
+
+impl Processor {
+    pub fn new(config: ProcessorConfig) -> Self {
+        let whisper = match &config {
+            ProcessorConfig::Whisper(whisper) => Some(Whisper::new(whisper.clone())),
+            _ => None,
+        };
+        Self { config, whisper }
     }
+
+    pub fn config(&self) -> &ProcessorConfig {
+        &self.config
+    }
+
+    /// Checks what can be checked before the first job (whisper: starts its worker).
+    pub async fn warm_up(&self) -> Result<(), String> {
+        if let Some(whisper) = &self.whisper {
+            let info = whisper.warm_up().await?;
+            tracing::info!(
+                python = %info.python,
+                faster_whisper = %info.faster_whisper,
+                ctranslate2 = %info.ctranslate2,
+                worker_pid = info.pid,
+                "whisper worker ready"
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs one job. The error is the `error_msg` the backend gets.
+    pub async fn process(&self, input: &JobInput) -> Result<Transcript, String> {
+        match (&self.config, &self.whisper) {
+            (ProcessorConfig::Dummy { duration }, _) => dummy(*duration, input).await,
+            (ProcessorConfig::Command { argv, .. }, _) => command(argv, input).await,
+            (ProcessorConfig::Whisper(_), Some(whisper)) => whisper.process(input).await,
+            (ProcessorConfig::Whisper(_), None) => Err("whisper mode is not set up".into()),
+        }
+    }
+
+    /// `scribe-runner check`: what this processor found, one line each.
+    pub async fn check(&self) -> Result<Vec<String>, Vec<String>> {
+        match (&self.config, &self.whisper) {
+            (ProcessorConfig::Whisper(_), Some(whisper)) => whisper.check().await,
+            (ProcessorConfig::Dummy { .. }, _) => Ok(vec!["mode dummy: nothing to check".into()]),
+            (ProcessorConfig::Command { argv, .. }, _) => {
+                Ok(vec![format!("mode command: runs {argv:?}")])
+            }
+            (ProcessorConfig::Whisper(_), None) => Err(vec!["whisper mode is not set up".into()]),
+        }
+    }
+}
+
+/// Runs a processor without state kept between jobs (tests).
+pub async fn process(config: &ProcessorConfig, input: &JobInput) -> Result<Transcript, String> {
+    Processor::new(config.clone()).process(input).await
 }
 
 /// Steps in which the dummy reports progress.
@@ -81,23 +138,20 @@ async fn dummy(duration: Duration, input: &JobInput) -> Result<Transcript, Strin
 }
 
 /// The dummy's output: a function of the audio's size, type and bytes only, so tests
-/// (and load runs) can predict it.
+/// (and load runs) can predict it. One segment from 0 to 1 s, rendered like a real
+/// transcript.
 pub fn dummy_transcript(size: u64, content_type: &str, checksum: u64) -> Transcript {
     let line = dummy_line(size, content_type, checksum);
-    let mut as_json = Map::new();
-    as_json.insert("text".into(), json!(line));
-    as_json.insert("language".into(), json!("en"));
-    as_json.insert(
-        "segments".into(),
-        json!([{"id": 0, "start": 0.0, "end": 1.0, "text": line}]),
-    );
-    Transcript {
-        as_txt: format!("{line}\n"),
-        as_srt: format!("1\n00:00:00,000 --> 00:00:01,000\n{line}\n"),
-        as_tsv: format!("start\tend\ttext\n0\t1000\t{line}\n"),
-        as_vtt: format!("WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n{line}\n"),
-        as_json,
+    Transcription {
+        language: "en".into(),
+        segments: vec![Segment {
+            start: 0.0,
+            end: 1.0,
+            text: line,
+            words: None,
+        }],
     }
+    .render(&SubtitleOptions::default())
 }
 
 /// The one line of text every dummy format carries.
@@ -295,13 +349,17 @@ async fn read_outputs(out_dir: &Path) -> Result<Transcript, String> {
 /// A child's process group, killed (SIGKILL) on drop. A group outlives its leader while
 /// any member lives, and Linux never hands out a pid still used as a group id, so this
 /// never hits a stranger.
-struct ProcessGroup(u32);
+pub(crate) struct ProcessGroup(pub(crate) u32);
 
 impl ProcessGroup {
     #[allow(unsafe_code)]
-    fn kill(&self) {
+    pub(crate) fn kill(&self) {
         #[cfg(unix)]
         if let Ok(pid) = libc::pid_t::try_from(self.0) {
+            // 0 and 1 would name our own group and init: never a child's group.
+            if pid <= 1 {
+                return;
+            }
             // SAFETY: kill(2) takes plain integers and touches no memory of ours.
             unsafe {
                 libc::kill(-pid, libc::SIGKILL);
@@ -321,6 +379,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use serde_json::json;
 
     fn input(dir: &Path, bytes: &[u8]) -> JobInput {
         let audio_path = dir.join("audio.mpeg");

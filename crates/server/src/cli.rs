@@ -46,4 +46,8 @@ pub enum Command {
     },
     /// Validate the configuration and print it with secrets redacted.
     CheckConfig,
+    /// Re-check every LDAP and OIDC user with their provider now (the server
+    /// also does this hourly): users who lost access lose their tokens, users
+    /// who lost the admin role lose their tokens' admin privileges.
+    RevalidateUsers,
 }

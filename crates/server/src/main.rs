@@ -73,6 +73,7 @@ async fn run_with_config(command: Command, loaded: LoadedConfig) -> Result<(), F
     }
     match command {
         Command::Migrate { status } => migrate(&loaded.config, status).await,
+        Command::RevalidateUsers => revalidate_users(loaded.config).await,
         _ => serve::run(loaded).await,
     }
 }
@@ -114,6 +115,38 @@ async fn migrate(config: &config::Config, status_only: bool) -> Result<(), Failu
         .lock()
         .write_all(report.as_bytes())
         .map_err(|err| runtime(format!("cannot write to stdout: {err}")))
+}
+
+async fn revalidate_users(config: config::Config) -> Result<(), Failure> {
+    let config = std::sync::Arc::new(config);
+    let secret_key = serve::load_secret_key(&config)?;
+    let db = database::connect_and_migrate(&config).await?;
+    // On PostgreSQL the running servers hear of the changed tokens at once
+    // (their session caches forget them); on SQLite the caches' time to live
+    // bounds the delay.
+    let (events, _listener) =
+        scribe_domain::events::notifier_for(&db, &config.effective_database_url()).await;
+    let domain = scribe_domain::Domain::try_new(db, config, secret_key)
+        .map_err(|err| Failure::Runtime(format!("cannot open the blob storage: {err}")))?
+        .with_events(events);
+    let report = scribe_domain::accounts::revalidation::revalidate_external_users(&domain)
+        .await
+        .map_err(|err| Failure::Runtime(format!("revalidation failed: {err}")))?;
+    let summary = format!(
+        "checked {} LDAP/OIDC users: {} lost access ({} tokens deleted), {} lost the admin role \
+         ({} tokens lost admin privileges), {} became admins, {} unanswered (unchanged)\n",
+        report.checked,
+        report.revoked_users,
+        report.deleted_tokens,
+        report.demoted_users,
+        report.stripped_tokens,
+        report.promoted_users,
+        report.unknown,
+    );
+    std::io::stdout()
+        .lock()
+        .write_all(summary.as_bytes())
+        .map_err(|err| Failure::Runtime(format!("cannot write to stdout: {err}")))
 }
 
 fn openapi(check: bool, write: bool, path: &std::path::Path) -> Result<(), Failure> {

@@ -144,8 +144,29 @@ fn start_background_tasks(domain: &Domain) -> BackgroundTasks {
             }
         })
     });
+    let revalidation_domain = domain.clone();
+    tasks.spawn("revalidation", move |cancel| async move {
+        // A wrong LDAP address or service password shows in the log now
+        // rather than at the first login.
+        accounts::ldap::check_directories(&revalidation_domain).await;
+        tasks::every("revalidation", REVALIDATION_PERIOD, cancel, move || {
+            let domain = revalidation_domain.clone();
+            async move {
+                accounts::revalidation::revalidate_external_users(&domain)
+                    .await
+                    .map(|_| ())
+                    .map_err(|err| err.to_string())
+            }
+        })
+        .await
+    });
     tasks
 }
+
+/// LDAP and OIDC users are re-checked with their provider this often (and on
+/// demand with `scribe revalidate-users`): a session outlives a revocation by
+/// at most about its own default lifetime.
+const REVALIDATION_PERIOD: Duration = Duration::from_secs(3600);
 
 const ORPHAN_BLOB_AGE: Duration = Duration::from_secs(24 * 3600);
 const TASK_SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -157,7 +178,7 @@ fn worker_count(config: &Config) -> usize {
     config.web_server.worker_count.max(1)
 }
 
-fn load_secret_key(config: &Config) -> Result<SecretKey, Failure> {
+pub(crate) fn load_secret_key(config: &Config) -> Result<SecretKey, Failure> {
     let configured = config
         .security
         .secret_key

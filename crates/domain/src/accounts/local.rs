@@ -215,6 +215,7 @@ pub async fn activate(d: &Domain, token: &str) -> DomainResult<()> {
         .await;
     match updated {
         Ok(result) if result.rows_affected == 1 => {
+            tokens::credentials_changed(d, user.id).await;
             tracing::info!(
                 user_id = user.id,
                 email_changed = new_email != user.email,
@@ -348,6 +349,7 @@ pub async fn reset_password(d: &Domain, token: &str, new_password: &str) -> Doma
     }
     let ended = tokens::end_sessions(&txn, user.id, None).await?;
     txn.commit().await?;
+    tokens::credentials_changed(d, user.id).await;
     tracing::info!(user_id = user.id, ended_sessions = ended, "password reset");
     Ok(())
 }
@@ -446,6 +448,7 @@ pub async fn change_password(
         .await?;
     let ended = tokens::end_sessions(&txn, user.id, Some(session.token_id)).await?;
     txn.commit().await?;
+    tokens::credentials_changed(d, user.id).await;
     tracing::info!(
         user_id = user.id,
         ended_sessions = ended,

@@ -16,9 +16,12 @@ use crate::config::Config;
 use crate::entities::{tos_acceptances, users};
 use crate::error::{DomainError, DomainResult};
 
+pub mod ldap;
 mod local;
+pub mod oidc;
 mod profile;
 mod provisioning;
+pub mod revalidation;
 
 pub use local::{
     activate, admin_privileges_for_scope, change_email, change_password, login_local,

@@ -50,6 +50,7 @@ pub async fn accept_tos(
     )
     .exec_without_returning(&d.db)
     .await?;
+    crate::tokens::credentials_changed(d, user.id).await;
     Ok(())
 }
 

@@ -76,6 +76,9 @@ pub async fn provision_users(d: &Domain) -> DomainResult<()> {
                 }
                 Err(err) => return Err(err),
                 Ok(user_id) => {
+                    // Other replicas may hold sessions of this user with the
+                    // admin flag or address the config just changed.
+                    crate::tokens::credentials_changed(d, user_id).await;
                     tracing::info!(
                         user_id,
                         provision_number = number,
@@ -253,6 +256,7 @@ pub async fn ensure_initial_admin(d: &Domain) -> DomainResult<Option<InitialAdmi
                 .exec(&txn)
                 .await?;
             txn.commit().await?;
+            crate::tokens::credentials_changed(d, user.id).await;
         }
         None => {
             let inserted = users::ActiveModel {

@@ -374,6 +374,12 @@ pub struct TokensConfig {
     /// A session used within this many minutes of its expiry is renewed
     /// (>= 5 and at most 0.4 x the session lifetime).
     pub rolling_session_before_expiration_minutes: u32,
+    /// Scribe: seconds an authenticated session may be answered from memory
+    /// without a database round trip (0: never). Logouts, password changes
+    /// and the like made through Scribe apply at once on every replica
+    /// anyway; this bounds only changes made behind Scribe's back (the
+    /// database edited by hand, a CLI command on SQLite).
+    pub session_cache_seconds: u32,
 }
 
 impl Default for TokensConfig {
@@ -381,6 +387,7 @@ impl Default for TokensConfig {
         TokensConfig {
             session_expiration_time_minutes: 60,
             rolling_session_before_expiration_minutes: 10,
+            session_cache_seconds: 10,
         }
     }
 }
@@ -555,13 +562,23 @@ pub struct LdapProviderConfig {
     /// when the user disappears from the directory.
     #[serde(default = "default_true")]
     pub allow_creation_of_api_tokens: bool,
+    /// How long Scribe waits for the directory, to connect and for each
+    /// answer, before a login fails with 503 (Scribe's own key).
+    #[serde(default = "default_ldap_timeout_seconds")]
+    pub timeout_seconds: u32,
+}
+
+fn default_ldap_timeout_seconds() -> u32 {
+    10
 }
 
 /// The bind account for LDAP searches.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LdapServiceAccountConfig {
-    /// Bind mechanism: `SIMPLE`, `DIGEST-MD5` or `NTLM`.
+    /// Bind mechanism: `SIMPLE`. Project-W's `DIGEST-MD5` and `NTLM` are
+    /// accepted in the file, but Scribe can't bind with them (logins answer 503
+    /// and the log says why).
     #[serde(default)]
     pub mechanism: LdapAuthMechanism,
     /// Bind DN (or user name, for NTLM) of the service account.

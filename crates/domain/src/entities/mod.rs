@@ -8,6 +8,8 @@ pub mod job_settings;
 pub mod jobs;
 pub mod login_failures;
 pub mod mail_outbox;
+pub mod oidc_refresh_tokens;
+pub mod oidc_used_states;
 pub mod runner_sessions;
 pub mod runners;
 pub mod tokens;

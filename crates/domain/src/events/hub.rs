@@ -7,16 +7,20 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
-use super::{Delivery, JobEvent, Message, WakeupTopic};
+use super::{CredentialChange, Delivery, JobEvent, Message, WakeupTopic};
 
 /// How many undelivered events one subscription may hold before the oldest
 /// are dropped and it gets a [`Delivery::Resync`] instead. Per user, so one
 /// busy user never makes another lag.
 pub const SUBSCRIBER_BUFFER: usize = 256;
 
+/// Credential changes a cache may fall behind by before it must forget all.
+const CREDENTIALS_BUFFER: usize = 1024;
+
 pub(crate) struct Hub {
     users: Mutex<Users>,
     topics: [watch::Sender<()>; WakeupTopic::ALL.len()],
+    credentials: broadcast::Sender<CredentialChange>,
 }
 
 #[derive(Default)]
@@ -32,6 +36,7 @@ impl Hub {
         Hub {
             users: Mutex::new(Users::default()),
             topics: std::array::from_fn(|_| watch::Sender::new(())),
+            credentials: broadcast::Sender::new(CREDENTIALS_BUFFER),
         }
     }
 
@@ -47,6 +52,10 @@ impl Hub {
         match message {
             Message::Job(event) => self.dispatch_job(event),
             Message::Wakeup(topic) => self.wake(topic),
+            // No receiver (no cache yet) is fine: there is nothing to forget.
+            Message::Credentials(change) => {
+                let _ = self.credentials.send(change);
+            }
         }
     }
 
@@ -77,6 +86,7 @@ impl Hub {
         for topic in WakeupTopic::ALL {
             self.wake(topic);
         }
+        let _ = self.credentials.send(CredentialChange::All);
     }
 
     /// Ends every subscription (their `recv` returns `None`) and every future
@@ -111,6 +121,10 @@ impl Hub {
             receiver,
             hub: Arc::downgrade(self),
         }
+    }
+
+    pub(crate) fn subscribe_credentials(&self) -> broadcast::Receiver<CredentialChange> {
+        self.credentials.subscribe()
     }
 
     pub(crate) fn subscribe_wakeups(&self, topic: WakeupTopic) -> Wakeups {

@@ -41,6 +41,7 @@ use std::sync::Arc;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr};
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 mod hub;
@@ -134,13 +135,32 @@ impl WakeupTopic {
     }
 }
 
+/// Whose sessions and tokens may have changed (ended, rotated, lost admin
+/// rights, user changed or deleted): caches of authenticated sessions drop
+/// what they hold for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialChange {
+    User(i64),
+    /// Anyone's: after a gap in delivery.
+    All,
+}
+
 /// Anything a notifier carries. Its JSON is the NOTIFY payload:
-/// `{"job":{"user_id":1,"job_id":2,"kind":"job_updated"}}`, `{"wakeup":"mail"}`.
+/// `{"job":{"user_id":1,"job_id":2,"kind":"job_updated"}}`, `{"wakeup":"mail"}`,
+/// `{"credentials":{"user":1}}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Message {
     Job(JobEvent),
     Wakeup(WakeupTopic),
+    Credentials(CredentialChange),
+}
+
+impl From<CredentialChange> for Message {
+    fn from(change: CredentialChange) -> Self {
+        Message::Credentials(change)
+    }
 }
 
 impl From<JobEvent> for Message {
@@ -199,6 +219,10 @@ pub trait Notifier: Send + Sync {
 
     /// Wake-ups of `topic` from now on (see [`Wakeups::wait`]).
     fn subscribe_wakeups(&self, topic: WakeupTopic) -> Wakeups;
+
+    /// Credential changes from now on. A receiver that lags behind gets
+    /// `RecvError::Lagged` and must then forget everything it cached.
+    fn subscribe_credentials(&self) -> broadcast::Receiver<CredentialChange>;
 
     /// [`Notifier::send`] for a job event.
     fn publish(&self, event: JobEvent) -> BoxFuture<'_, ()> {

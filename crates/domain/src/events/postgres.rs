@@ -104,6 +104,10 @@ impl Notifier for PgNotifier {
         self.hub.subscribe(user_id)
     }
 
+    fn subscribe_credentials(&self) -> tokio::sync::broadcast::Receiver<super::CredentialChange> {
+        self.hub.subscribe_credentials()
+    }
+
     fn subscribe_wakeups(&self, topic: WakeupTopic) -> Wakeups {
         self.hub.subscribe_wakeups(topic)
     }

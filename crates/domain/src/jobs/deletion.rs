@@ -97,6 +97,7 @@ pub(crate) async fn delete_user_and_jobs(d: &Domain, user_id: i64) -> DomainResu
             .map(|(id, ..)| Message::Job(JobEvent::deleted(user_id, *id)))
             .collect();
         d.events.commit_and_send(txn, messages).await?;
+        crate::tokens::credentials_changed(d, user_id).await;
         (rows, freed)
     };
     for (_, audio, transcript) in rows {

@@ -124,7 +124,10 @@ struct IdAndName {
 ///
 /// Ranks as in Project-W: jobs with equal sort values share a rank, and a
 /// group of equal values is returned whole if its last member falls in the
-/// window, else not at all. Within a group jobs come by id. Creation time is
+/// window, else not at all. Within a group jobs come by id, in the sort's
+/// direction (Project-W leaves that order open; this one the index
+/// `(user_id, file_name, id)` serves both ways, where a mixed direction would
+/// sort all of the user's jobs on every request). Creation time is
 /// ordered by id: ids are handed out in insertion order and `creation_timestamp`
 /// is set at insertion, so the two agree, and `(user_id, id)` is indexed (no
 /// two jobs share an id, so there are no groups).
@@ -170,7 +173,7 @@ pub async fn job_ids(
                 .column(jobs::Column::Id)
                 .column(jobs::Column::FileName)
                 .order_by(jobs::Column::FileName, order.clone())
-                .order_by_asc(jobs::Column::Id)
+                .order_by(jobs::Column::Id, order.clone())
                 .offset(start)
                 .limit(window.saturating_add(1))
                 .into_model::<IdAndName>()
@@ -186,13 +189,18 @@ pub async fn job_ids(
             };
             // The first group may have begun before the window: its earlier
             // members share its rank.
+            let earlier = if descending {
+                jobs::Column::Id.gt(first.id)
+            } else {
+                jobs::Column::Id.lt(first.id)
+            };
             let mut ids = if start > 0 {
                 query
                     .select_only()
                     .column(jobs::Column::Id)
                     .filter(jobs::Column::FileName.eq(first.file_name.clone()))
-                    .filter(jobs::Column::Id.lt(first.id))
-                    .order_by_asc(jobs::Column::Id)
+                    .filter(earlier)
+                    .order_by(jobs::Column::Id, order)
                     .into_tuple::<i64>()
                     .all(&d.db)
                     .await?
@@ -283,11 +291,16 @@ pub async fn job_infos(d: &Domain, user_id: i64, job_ids: &[i64]) -> DomainResul
     if job_ids.is_empty() {
         return Ok(Vec::new());
     }
+    // By primary key only, the owner checked here: with `user_id` in the
+    // query, PostgreSQL may walk all of a prolific user's jobs through the
+    // user index (it does until statistics exist) instead of 20 key lookups.
     let rows = jobs::Entity::find()
-        .filter(jobs::Column::UserId.eq(user_id))
         .filter(jobs::Column::Id.is_in(job_ids.iter().copied()))
         .order_by_asc(jobs::Column::Id)
         .all(&d.db)
         .await?;
-    rows.into_iter().map(JobInfo::from_row).collect()
+    rows.into_iter()
+        .filter(|row| row.user_id == user_id)
+        .map(JobInfo::from_row)
+        .collect()
 }
