@@ -67,61 +67,6 @@ async fn assert_refused(app: &TestApp, username: &str, pass: &str) {
     assert_eq!(detail, WRONG_CREDENTIALS, "login as {username:?}");
 }
 
-async fn add_banner(app: &TestApp, token: &str) -> Response {
-    bearer(app, Method::POST, "/api/admins/add_site_banner", token)
-        .json(&json!({"html": "LDAP admins were here", "urgency": 5}))
-        .send()
-        .await
-        .unwrap()
-}
-
-/// Waits until `token` stops authenticating. A change made by another process reaches the
-/// server's session cache at once through PostgreSQL's NOTIFY; on SQLite the cache's time to
-/// live bounds the wait.
-async fn assert_token_revoked(app: &TestApp, token: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let response = send_as(app, Method::GET, "/api/users/info", token).await;
-        if response.status() == 401 {
-            assert_eq!(
-                assert_error(response, 401).await,
-                "Could not validate token"
-            );
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the token still works: {}",
-            response.status()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Waits until `token` no longer carries admin privileges (see [`assert_token_revoked`]).
-async fn assert_admin_stripped(app: &TestApp, token: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let response = add_banner(app, token).await;
-        if response.status() == 403 {
-            assert_eq!(assert_error(response, 403).await, "Not enough permissions");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still admin: {}",
-            response.status()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn revalidate(app: &TestApp) -> String {
-    let output = app.setup.run(&["revalidate-users"]).await;
-    output.assert_success().assert_no_panic();
-    output.stdout
-}
-
 db_test!(
     async fn ldap_login_by_uid_and_by_mail_gives_one_verified_user(backend: Backend) {
         let slapd = Slapd::start().await;

@@ -5,9 +5,9 @@
 //! email and role rules, and revalidation with `scribe revalidate-users` — each on SQLite
 //! and on PostgreSQL.
 
-use std::time::{Duration, Instant};
-
-use scribe_tests::accounts::{bearer, send_as, CLIENT_URL};
+use scribe_tests::accounts::{
+    add_banner, assert_admin_stripped, assert_token_revoked, revalidate, send_as, CLIENT_URL,
+};
 use scribe_tests::oidc::*;
 use scribe_tests::reqwest::{header, Method, Response, StatusCode};
 use scribe_tests::serde_json::{json, Value};
@@ -67,50 +67,6 @@ async fn token_infos(app: &TestApp, token: &str) -> Value {
     .await
 }
 
-async fn add_banner(app: &TestApp, token: &str) -> Response {
-    bearer(app, Method::POST, "/api/admins/add_site_banner", token)
-        .json(&json!({"html": "OIDC admins were here", "urgency": 5}))
-        .send()
-        .await
-        .unwrap()
-}
-
-/// Waits until `token` stops working: a CLI process on SQLite can't tell the server's
-/// session cache, whose entries then live out their short time to live.
-async fn assert_token_revoked(app: &TestApp, token: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let response = send_as(app, Method::GET, "/api/users/info", token).await;
-        if response.status() == 401 {
-            assert_eq!(
-                assert_error(response, 401).await,
-                "Could not validate token"
-            );
-            return;
-        }
-        assert!(Instant::now() < deadline, "the token still works");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Waits until `token` no longer carries admin privileges (see [`assert_token_revoked`]).
-async fn assert_admin_stripped(app: &TestApp, token: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let response = add_banner(app, token).await;
-        if response.status() == 403 {
-            assert_eq!(assert_error(response, 403).await, "Not enough permissions");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still admin: {}",
-            response.status()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 /// How Scribe authenticated at the provider's token endpoint, per grant type.
 async fn auth_methods(provider: &OidcProvider, grant_type: &str) -> Vec<String> {
     provider
@@ -120,12 +76,6 @@ async fn auth_methods(provider: &OidcProvider, grant_type: &str) -> Vec<String> 
         .filter(|r| r["grant_type"] == grant_type && r["client_id"] == CLIENT_ID)
         .map(|r| r["method"].as_str().unwrap().to_owned())
         .collect()
-}
-
-async fn revalidate(app: &TestApp) -> String {
-    let output = app.setup.run(&["revalidate-users"]).await;
-    output.assert_success().assert_no_panic();
-    output.stdout
 }
 
 db_test!(

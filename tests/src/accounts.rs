@@ -2,13 +2,13 @@
 //! signed up through the real mail flow, sessions from the login form, and
 //! requests that authenticate with a Bearer token only.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::{header, Client, Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 
 use crate::smtp::{ReceivedMail, SmtpSink};
-use crate::{json_body, merge_json, spawn_app_with, Backend, TestApp};
+use crate::{assert_error, json_body, merge_json, spawn_app_with, Backend, TestApp};
 
 /// Satisfies the password rule.
 pub const PASSWORD: &str = "Correct-Horse-9-battery";
@@ -151,4 +151,61 @@ pub async fn user_session(app: &TestApp, sink: &SmtpSink, email: &str, verified:
         json_body(signup(app, email, PASSWORD).await, 200).await;
     }
     session_token(app, email, PASSWORD, "").await
+}
+
+/// A request only admins may make: adds a site banner.
+pub async fn add_banner(app: &TestApp, token: &str) -> Response {
+    bearer(app, Method::POST, "/api/admins/add_site_banner", token)
+        .json(&json!({"html": "admins were here", "urgency": 5}))
+        .send()
+        .await
+        .expect("the add_site_banner request")
+}
+
+/// Waits until `token` stops authenticating, after a change made by another process
+/// (`scribe revalidate-users`): on PostgreSQL it reaches the server's session cache at once
+/// through NOTIFY; on SQLite the cache's time to live bounds the wait.
+pub async fn assert_token_revoked(app: &TestApp, token: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = send_as(app, Method::GET, "/api/users/info", token).await;
+        if response.status() == 401 {
+            assert_eq!(
+                assert_error(response, 401).await,
+                "Could not validate token"
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the token still works: {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until `token` no longer carries admin privileges (see [`assert_token_revoked`]).
+pub async fn assert_admin_stripped(app: &TestApp, token: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = add_banner(app, token).await;
+        if response.status() == 403 {
+            assert_eq!(assert_error(response, 403).await, "Not enough permissions");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still admin: {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Runs `scribe revalidate-users` on the app's config and returns what it printed.
+pub async fn revalidate(app: &TestApp) -> String {
+    let output = app.setup.run(&["revalidate-users"]).await;
+    output.assert_success().assert_no_panic();
+    output.stdout
 }

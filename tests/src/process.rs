@@ -82,7 +82,7 @@ fn command(bin: &Path, args: &[String], env: &[(String, String)], cwd: &Path) ->
 /// If the test process is killed (nextest's timeout, Ctrl-C), its servers must not live on.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     // SAFETY: the closure runs between fork and exec and only makes one async-signal-safe
     // syscall, touching no memory of the parent.
     unsafe {
@@ -96,7 +96,7 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut Command) {}
+pub fn die_with_parent(_cmd: &mut Command) {}
 
 /// What a finished CLI run produced.
 #[derive(Debug)]

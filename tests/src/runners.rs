@@ -15,6 +15,7 @@ use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
 use crate::accounts::bearer;
+use crate::process::die_with_parent;
 use crate::{json_body, scribe_runner_bin, Backend, LogLine, Logs, TestApp, TestDb};
 
 pub const ADMIN: &str = "root@example.org";
@@ -221,24 +222,6 @@ impl RunnerDaemon {
         }
     }
 }
-
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: the closure runs between fork and exec and only makes one async-signal-safe
-    // syscall, touching no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut Command) {}
 
 /// Audio bytes that differ per `seed`, so each job's dummy transcript is its own.
 pub fn audio(seed: u32, len: u32) -> Vec<u8> {

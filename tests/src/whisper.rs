@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
 use crate::accounts::bearer;
+use crate::process::die_with_parent;
 use crate::{json_body, scribe_runner_bin, Logs, TestApp};
 
 pub const PYTHON_VAR: &str = "SCRIBE_TEST_WHISPER_PYTHON";
@@ -277,25 +278,6 @@ impl RunnerProcess {
         }
     }
 }
-
-/// If the test process dies (nextest's timeout), its runner must not live on.
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: the closure runs between fork and exec and only makes one async-signal-safe
-    // syscall, touching no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut Command) {}
 
 /// Whether `pid` runs (a zombie, killed but not yet reaped, doesn't).
 pub fn process_alive(pid: u32) -> bool {

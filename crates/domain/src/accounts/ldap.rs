@@ -21,17 +21,17 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use ldap3::{ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
 use super::revalidation::AccessCheck;
 use super::{
-    admin_privileges_for_scope, is_unique_violation, LoginAttempt, UserType, UNKNOWN_DEVICE,
+    admin_privileges_for_scope, is_unique_violation, LoginAttempt, NewUser, UserType,
+    UNKNOWN_DEVICE,
 };
 use crate::config::{LdapAuthMechanism, LdapProviderConfig, LdapQueryConfig};
 use crate::email_address::EmailAddress;
@@ -212,20 +212,13 @@ async fn ensure_user(d: &Domain, provider_name: &str, found: &DirectoryUser) -> 
     };
     let mut existing = by_uid().one(&d.db).await?;
     if existing.is_none() {
-        let inserted = users::ActiveModel {
-            email: Set(email.as_str().to_owned()),
-            user_type: Set(UserType::Ldap.as_str().to_owned()),
-            provider_name: Set(provider_name.to_owned()),
-            external_id: Set(Some(found.uid.clone())),
-            password_hash: Set(None),
-            is_verified: Set(true),
-            is_admin: Set(found.is_admin),
-            provision_number: Set(None),
-            activation_generation: Set(0),
-            password_reset_generation: Set(0),
-            created_at: Set(Utc::now()),
-            ..Default::default()
-        }
+        let inserted = NewUser::external(
+            UserType::Ldap,
+            provider_name,
+            &found.uid,
+            email.as_str(),
+            found.is_admin,
+        )
         .insert(&d.db)
         .await;
         match inserted {

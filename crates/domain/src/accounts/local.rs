@@ -8,11 +8,13 @@
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QuerySelect, Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
+    TransactionTrait,
 };
 
-use super::{find_local_user_by_email, is_unique_violation, User, UserType, LOCAL_PROVIDER_NAME};
+use super::{
+    find_local_user_by_email, is_unique_violation, NewUser, User, UserType, LOCAL_PROVIDER_NAME,
+};
 use crate::config::{Config, LocalAccountMode};
 use crate::email_address::EmailAddress;
 use crate::entities::users;
@@ -132,20 +134,10 @@ pub async fn signup(d: &Domain, email: &str, password: &str) -> DomainResult<i64
 
     let now = Utc::now();
     let txn = d.db.begin().await?;
-    let inserted = users::ActiveModel {
-        email: Set(address.as_str().to_owned()),
-        user_type: Set(UserType::Local.as_str().to_owned()),
-        provider_name: Set(LOCAL_PROVIDER_NAME.to_owned()),
-        external_id: Set(None),
-        password_hash: Set(Some(password_hash)),
-        is_verified: Set(false),
-        is_admin: Set(false),
-        provision_number: Set(None),
+    let inserted = NewUser {
         // The activation link mailed below is generation 1.
-        activation_generation: Set(1),
-        password_reset_generation: Set(0),
-        created_at: Set(now),
-        ..Default::default()
+        activation_generation: 1,
+        ..NewUser::local(address.as_str(), password_hash)
     }
     .insert(&txn)
     .await;

@@ -9,7 +9,10 @@
 
 use std::collections::BTreeMap;
 
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, SqlErr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    Set, SqlErr,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -159,6 +162,78 @@ pub(crate) async fn find_local_user_by_email(
         .filter(users::Column::Email.eq(email))
         .one(db)
         .await?)
+}
+
+/// A user row about to be inserted: what differs between the ways an account
+/// comes to be (sign-up, provisioning, the initial admin, LDAP, OIDC).
+pub(crate) struct NewUser<'a> {
+    pub email: &'a str,
+    pub user_type: UserType,
+    pub provider_name: &'a str,
+    /// The LDAP uid value or the OIDC subject.
+    pub external_id: Option<&'a str>,
+    pub password_hash: Option<String>,
+    pub is_verified: bool,
+    pub is_admin: bool,
+    pub provision_number: Option<i64>,
+    pub activation_generation: i64,
+}
+
+impl<'a> NewUser<'a> {
+    /// An unverified local account without admin rights.
+    pub(crate) fn local(email: &'a str, password_hash: String) -> Self {
+        NewUser {
+            email,
+            user_type: UserType::Local,
+            provider_name: LOCAL_PROVIDER_NAME,
+            external_id: None,
+            password_hash: Some(password_hash),
+            is_verified: false,
+            is_admin: false,
+            provision_number: None,
+            activation_generation: 0,
+        }
+    }
+
+    /// A user of an LDAP directory or OIDC provider, which vouches for the address.
+    pub(crate) fn external(
+        user_type: UserType,
+        provider_name: &'a str,
+        external_id: &'a str,
+        email: &'a str,
+        is_admin: bool,
+    ) -> Self {
+        NewUser {
+            email,
+            user_type,
+            provider_name,
+            external_id: Some(external_id),
+            password_hash: None,
+            is_verified: true,
+            is_admin,
+            provision_number: None,
+            activation_generation: 0,
+        }
+    }
+
+    pub(crate) async fn insert(self, db: &impl ConnectionTrait) -> Result<users::Model, DbErr> {
+        users::ActiveModel {
+            email: Set(self.email.to_owned()),
+            user_type: Set(self.user_type.as_str().to_owned()),
+            provider_name: Set(self.provider_name.to_owned()),
+            external_id: Set(self.external_id.map(str::to_owned)),
+            password_hash: Set(self.password_hash),
+            is_verified: Set(self.is_verified),
+            is_admin: Set(self.is_admin),
+            provision_number: Set(self.provision_number),
+            activation_generation: Set(self.activation_generation),
+            password_reset_generation: Set(0),
+            created_at: Set(chrono::Utc::now()),
+            ..Default::default()
+        }
+        .insert(db)
+        .await
+    }
 }
 
 pub(crate) fn is_unique_violation(err: &DbErr) -> bool {

@@ -5,11 +5,9 @@
 use chrono::Utc;
 use rand::Rng;
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait};
 
-use super::{find_local_user_by_email, is_unique_violation, UserType, LOCAL_PROVIDER_NAME};
+use super::{find_local_user_by_email, is_unique_violation, NewUser};
 use crate::config::LocalAccountMode;
 use crate::email_address::EmailAddress;
 use crate::entities::{tokens, users};
@@ -124,20 +122,12 @@ async fn provision_one(
     };
     let Some(user) = existing else {
         let password_hash = d.passwords.hash(password).await?;
-        let now = Utc::now();
-        let user = users::ActiveModel {
-            email: Set(address.as_str().to_owned()),
-            user_type: Set(UserType::Local.as_str().to_owned()),
-            provider_name: Set(LOCAL_PROVIDER_NAME.to_owned()),
-            external_id: Set(None),
-            password_hash: Set(Some(password_hash)),
-            is_verified: Set(true),
-            is_admin: Set(is_admin),
-            provision_number: Set(Some(number)),
-            activation_generation: Set(0),
-            password_reset_generation: Set(0),
-            created_at: Set(now),
-            ..Default::default()
+        let _now = Utc::now();
+        let user = NewUser {
+            is_verified: true,
+            is_admin,
+            provision_number: Some(number),
+            ..NewUser::local(address.as_str(), password_hash)
         }
         .insert(&d.db)
         .await
@@ -259,19 +249,10 @@ pub async fn ensure_initial_admin(d: &Domain) -> DomainResult<Option<InitialAdmi
             crate::tokens::credentials_changed(d, user.id).await;
         }
         None => {
-            let inserted = users::ActiveModel {
-                email: Set(address.as_str().to_owned()),
-                user_type: Set(UserType::Local.as_str().to_owned()),
-                provider_name: Set(LOCAL_PROVIDER_NAME.to_owned()),
-                external_id: Set(None),
-                password_hash: Set(Some(password_hash)),
-                is_verified: Set(true),
-                is_admin: Set(true),
-                provision_number: Set(None),
-                activation_generation: Set(0),
-                password_reset_generation: Set(0),
-                created_at: Set(Utc::now()),
-                ..Default::default()
+            let inserted = NewUser {
+                is_verified: true,
+                is_admin: true,
+                ..NewUser::local(address.as_str(), password_hash)
             }
             .insert(&d.db)
             .await;

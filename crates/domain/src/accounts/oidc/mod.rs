@@ -35,7 +35,7 @@ use crate::error::{DomainError, DomainResult};
 use crate::tokens::{self, IssuedToken};
 
 use super::revalidation::AccessCheck;
-use super::{is_unique_violation, UserType, UNKNOWN_DEVICE};
+use super::{is_unique_violation, NewUser, UserType, UNKNOWN_DEVICE};
 
 pub mod claims;
 pub mod flow;
@@ -441,22 +441,9 @@ async fn ensure_user(
         }
         return Ok(id);
     }
-    let inserted = users::ActiveModel {
-        email: Set(email.to_owned()),
-        user_type: Set(UserType::Oidc.as_str().to_owned()),
-        provider_name: Set(provider_name.to_owned()),
-        external_id: Set(Some(subject.to_owned())),
-        password_hash: Set(None),
-        is_verified: Set(true),
-        is_admin: Set(is_admin),
-        provision_number: Set(None),
-        activation_generation: Set(0),
-        password_reset_generation: Set(0),
-        created_at: Set(Utc::now()),
-        ..Default::default()
-    }
-    .insert(&d.db)
-    .await;
+    let inserted = NewUser::external(UserType::Oidc, provider_name, subject, email, is_admin)
+        .insert(&d.db)
+        .await;
     match inserted {
         Ok(user) => {
             tracing::info!(user_id = user.id, provider = provider_name, "OIDC user created");
