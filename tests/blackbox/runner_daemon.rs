@@ -3,15 +3,13 @@
 //! mode with a small shell script) transcribes them, the user downloads the
 //! transcript, and SIGTERM makes the daemon unregister.
 
-use std::path::Path;
-use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use scribe_tests::accounts::{bearer, session_token};
 use scribe_tests::reqwest::{multipart, Method, RequestBuilder, Response};
+use scribe_tests::runners::RunnerProcess;
 use scribe_tests::serde_json::{json, Value};
 use scribe_tests::*;
-use tokio::process::{Child, Command};
 
 const ADMIN: &str = "root@example.org";
 const ADMIN_PASSWORD: &str = "Provisioned-Pass-1";
@@ -51,62 +49,6 @@ async fn create_runner_token(app: &TestApp) -> String {
     body["token"].as_str().unwrap().to_owned()
 }
 
-/// A running `scribe-runner`, killed when dropped (and, like the harness's servers,
-/// on a test failure that unwinds).
-struct RunnerDaemon {
-    child: Child,
-    stderr: Logs,
-}
-
-impl RunnerDaemon {
-    /// `scribe-runner --config <dir>/runner.yaml run`, the token in a file next to it.
-    fn start(dir: &Path, token: &str, yaml: &str) -> Self {
-        let token_file = dir.join("runner-token");
-        std::fs::write(&token_file, format!("{token}\n")).unwrap();
-        let config = dir.join("runner.yaml");
-        std::fs::write(
-            &config,
-            format!("token_file: {}\n{yaml}", token_file.display()),
-        )
-        .unwrap();
-        let mut command = Command::new(scribe_runner_bin());
-        command
-            .arg("--config")
-            .arg(&config)
-            .arg("run")
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("SCRIBE_") {
-                command.env_remove(&key);
-            }
-        }
-        let mut child = command.spawn().unwrap();
-        let stderr = Logs::collect(child.stderr.take().unwrap());
-        Self { child, stderr }
-    }
-
-    /// SIGTERM, then the exit status (fails after 20 s).
-    async fn terminate(&mut self) -> ExitStatus {
-        let pid = self.child.id().expect("the runner is still running");
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM {pid}");
-        match tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await {
-            Ok(status) => status.unwrap(),
-            Err(_) => panic!(
-                "scribe-runner ignored SIGTERM; stderr:\n{}",
-                self.stderr.dump()
-            ),
-        }
-    }
-}
-
 async fn submit_job(app: &TestApp, user: &str, audio: Vec<u8>) -> i64 {
     let part = multipart::Part::bytes(audio)
         .file_name("talk.mp3")
@@ -130,7 +72,7 @@ async fn wait_until_finished(
     app: &TestApp,
     user: &str,
     job_id: i64,
-    runner: &RunnerDaemon,
+    runner: &RunnerProcess,
 ) -> Value {
     let started = Instant::now();
     loop {
@@ -233,7 +175,7 @@ db_test!(
         let token = create_runner_token(&app).await;
         let user = session_token(&app, USER, USER_PASSWORD, "").await;
         let dir = tempfile::tempdir().unwrap();
-        let mut runner = RunnerDaemon::start(
+        let mut runner = RunnerProcess::start(
             dir.path(),
             &token,
             &format!(
@@ -296,7 +238,7 @@ db_test!(
         std::fs::write(&script, SCRIPT).unwrap();
         let work = dir.path().join("work");
         std::fs::create_dir(&work).unwrap();
-        let mut runner = RunnerDaemon::start(
+        let mut runner = RunnerProcess::start(
             dir.path(),
             &token,
             &format!(
@@ -353,7 +295,7 @@ db_test!(
         let token = create_runner_token(&app).await;
         let user = session_token(&app, USER, USER_PASSWORD, "").await;
         let dir = tempfile::tempdir().unwrap();
-        let mut runner = RunnerDaemon::start(
+        let mut runner = RunnerProcess::start(
             dir.path(),
             &token,
             &format!(

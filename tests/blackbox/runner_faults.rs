@@ -312,14 +312,17 @@ db_test!(
         let admin = session_token(&app, ADMIN, ADMIN_PASSWORD, "admin").await;
         let user = session_token(&app, USER, USER_PASSWORD, "").await;
         let (_, token) = create_runner(&app, &admin).await;
-        let runner =
-            RunnerDaemon::start(&app.base_url, &token, &DaemonConfig::dummy("steady", 1.0));
-        runner.registered().await;
+        // Queued before the runner starts, so that slow uploads on a busy machine can't
+        // use up the first job's time in progress; two seconds a job leave the polling
+        // below time to see it.
         let audios: Vec<Vec<u8>> = (0..5).map(|i| audio(10 + i, 70_000 + i)).collect();
         let mut ids = Vec::new();
         for audio in &audios {
             ids.push(submit_job(&app, &user, audio.clone()).await);
         }
+        let runner =
+            RunnerDaemon::start(&app.base_url, &token, &DaemonConfig::dummy("steady", 2.0));
+        runner.registered().await;
 
         // SIGTERM while the first job is in progress and four wait; start again at once.
         wait_for_job(

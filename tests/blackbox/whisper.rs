@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use scribe_tests::accounts::{bearer, session_token};
 use scribe_tests::reqwest::Method;
 use scribe_tests::runners::{
-    create_runner, download, job_info, provisioning, wait_for_job, ADMIN, ADMIN_PASSWORD, USER,
-    USER_PASSWORD,
+    create_runner, download, job_info, provisioning, wait_for_job, RunnerProcess, ADMIN,
+    ADMIN_PASSWORD, USER, USER_PASSWORD,
 };
 use scribe_tests::serde_json::{json, Value};
 use scribe_tests::whisper::*;

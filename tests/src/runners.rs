@@ -105,37 +105,12 @@ impl RunnerDaemon {
             .prefix("scribe-runner-test-")
             .tempdir()
             .expect("a temp dir for the runner");
-        let token_file = dir.path().join("runner-token");
-        std::fs::write(&token_file, format!("{token}\n")).expect("write the token file");
         let yaml = format!(
-            "backend_url: {backend_url}\ntoken_file: {}\nname: {}\npriority: {}\nmode: dummy\n\
+            "backend_url: {backend_url}\nname: {}\npriority: {}\nmode: dummy\n\
              heartbeat_interval_secs: {}\ndummy:\n  duration_secs: {}\n",
-            token_file.display(),
-            config.name,
-            config.priority,
-            config.heartbeat_secs,
-            config.dummy_secs
+            config.name, config.priority, config.heartbeat_secs, config.dummy_secs
         );
-        let config_path = dir.path().join("runner.yaml");
-        std::fs::write(&config_path, yaml).expect("write the runner config");
-        let mut command = Command::new(scribe_runner_bin());
-        command
-            .args(["--log-format", "json", "--config"])
-            .arg(&config_path)
-            .arg("run")
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("SCRIBE_") {
-                command.env_remove(&key);
-            }
-        }
-        die_with_parent(&mut command);
-        let mut child = command.spawn().expect("spawn scribe-runner");
-        let logs = Logs::collect(child.stderr.take().expect("piped stderr"));
+        let (child, logs) = spawn_runner(dir.path(), token, &yaml, &["--log-format", "json"]);
         Self {
             name: config.name.clone(),
             logs,
@@ -218,6 +193,75 @@ impl RunnerDaemon {
                 "scribe-runner {} did not exit; its log:\n{}",
                 self.name,
                 self.logs.dump()
+            ),
+        }
+    }
+}
+
+/// Writes the token to a file and `token_file: <it>` plus `yaml` to `runner.yaml` in
+/// `dir`, then starts `scribe-runner <args> --config runner.yaml run` there: without the
+/// test's own SCRIBE_* variables, killed when dropped and when the test process dies.
+fn spawn_runner(dir: &Path, token: &str, yaml: &str, args: &[&str]) -> (Child, Logs) {
+    let token_file = dir.join("runner-token");
+    std::fs::write(&token_file, format!("{token}\n")).expect("write the token file");
+    let config = dir.join("runner.yaml");
+    std::fs::write(
+        &config,
+        format!("token_file: {}\n{yaml}", token_file.display()),
+    )
+    .expect("write the runner config");
+    let mut command = Command::new(scribe_runner_bin());
+    command
+        .args(args)
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("SCRIBE_") {
+            command.env_remove(&key);
+        }
+    }
+    die_with_parent(&mut command);
+    let mut child = command.spawn().expect("spawn scribe-runner");
+    let logs = Logs::collect(child.stderr.take().expect("piped stderr"));
+    (child, logs)
+}
+
+/// A running `scribe-runner` with any configuration (text logs), killed when dropped.
+pub struct RunnerProcess {
+    pub child: Child,
+    pub stderr: Logs,
+}
+
+impl RunnerProcess {
+    /// `scribe-runner --config <dir>/runner.yaml run` with `yaml` after the `token_file` line.
+    pub fn start(dir: &Path, token: &str, yaml: &str) -> Self {
+        let (child, stderr) = spawn_runner(dir, token, yaml, &[]);
+        Self { child, stderr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the runner is still running")
+    }
+
+    /// SIGTERM, then the exit status (fails after 20 s).
+    pub async fn terminate(&mut self) -> ExitStatus {
+        let pid = self.pid();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid}");
+        match tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await {
+            Ok(status) => status.expect("wait for scribe-runner"),
+            Err(_) => panic!(
+                "scribe-runner ignored SIGTERM; stderr:\n{}",
+                self.stderr.dump()
             ),
         }
     }

@@ -7,17 +7,14 @@
 //! tiny.en model directory). A missing component fails the test with what to do.
 
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
-use std::time::Duration;
 
 use reqwest::multipart::{Form, Part};
 use reqwest::Method;
 use serde_json::{json, Value};
-use tokio::process::{Child, Command};
 
 use crate::accounts::bearer;
-use crate::process::die_with_parent;
-use crate::{json_body, scribe_runner_bin, Logs, TestApp};
+use crate::runners::RunnerProcess;
+use crate::{json_body, TestApp};
 
 pub const PYTHON_VAR: &str = "SCRIBE_TEST_WHISPER_PYTHON";
 pub const MODEL_VAR: &str = "SCRIBE_TEST_WHISPER_MODEL";
@@ -214,68 +211,10 @@ pub async fn submit_file(
     json_body(response, 200).await.as_i64().expect("a job id")
 }
 
-/// A running `scribe-runner`, killed when dropped.
-pub struct RunnerProcess {
-    pub child: Child,
-    pub stderr: Logs,
-}
-
 impl RunnerProcess {
-    /// `scribe-runner --config <dir>/runner.yaml run`, the token in a file next to it.
-    pub fn start(dir: &Path, token: &str, yaml: &str) -> Self {
-        let token_file = dir.join("runner-token");
-        std::fs::write(&token_file, format!("{token}\n")).unwrap();
-        let config = dir.join("runner.yaml");
-        std::fs::write(
-            &config,
-            format!("token_file: {}\n{yaml}", token_file.display()),
-        )
-        .unwrap();
-        let mut command = Command::new(scribe_runner_bin());
-        command
-            .arg("--config")
-            .arg(&config)
-            .arg("run")
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("SCRIBE_") {
-                command.env_remove(&key);
-            }
-        }
-        die_with_parent(&mut command);
-        let mut child = command.spawn().unwrap();
-        let stderr = Logs::collect(child.stderr.take().unwrap());
-        Self { child, stderr }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id().expect("the runner is still running")
-    }
-
     /// Live (not zombie) child processes of the runner: its whisper worker.
     pub fn children(&self) -> Vec<u32> {
         live_children(self.pid())
-    }
-
-    /// SIGTERM, then the exit status (fails after 20 s).
-    pub async fn terminate(&mut self) -> ExitStatus {
-        let pid = self.pid();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM {pid}");
-        match tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await {
-            Ok(status) => status.unwrap(),
-            Err(_) => panic!(
-                "scribe-runner ignored SIGTERM; stderr:\n{}",
-                self.stderr.dump()
-            ),
-        }
     }
 }
 

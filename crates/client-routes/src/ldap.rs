@@ -2,41 +2,29 @@
 //! The route answers 404 when no directory is configured, as if it weren't
 //! mounted (Project-W mounts it only then).
 
-use std::future::{ready, Ready};
-
-use actix_web::dev::Payload;
-use actix_web::http::{header, StatusCode};
-use actix_web::{post, web, FromRequest, HttpRequest, HttpResponse};
+use actix_web::{post, web, HttpRequest, HttpResponse};
 use scribe_domain::accounts::{ldap, LoginAttempt};
-use scribe_http::auth;
+use scribe_domain::config::Config;
 use scribe_http::client_address::client_address;
 use scribe_http::openapi::{ErrorResponse, ValidationErrors};
-use scribe_http::{ApiError, ApiResult, AppState, Form};
+use scribe_http::{ApiResult, AppState, Form};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_actix_web::scope;
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use crate::mounted::{check_grant_type, logged_in, user_agent, Mounted, SignInMethod};
+
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(scope("/ldap").service(login));
 }
 
-/// Passes only while at least one LDAP directory is configured.
-struct LdapConfigured;
+/// LDAP routes exist while at least one directory is configured.
+pub(crate) struct Ldap;
 
-impl FromRequest for LdapConfigured {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let configured = req
-            .app_data::<web::Data<AppState>>()
-            .is_some_and(|state| !state.domain.config.security.ldap_providers.is_empty());
-        ready(if configured {
-            Ok(LdapConfigured)
-        } else {
-            Err(ApiError::new(StatusCode::NOT_FOUND, "Not Found"))
-        })
+impl SignInMethod for Ldap {
+    fn configured(config: &Config) -> bool {
+        !config.security.ldap_providers.is_empty()
     }
 }
 
@@ -85,16 +73,12 @@ pub struct LdapLoginForm {
 async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
-    _configured: LdapConfigured,
+    _mounted: Mounted<Ldap>,
     idp_name: web::Path<String>,
     form: Form<LdapLoginForm>,
 ) -> ApiResult<HttpResponse> {
     let form = form.into_inner();
     check_grant_type(form.grant_type.as_deref())?;
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|value| value.to_str().ok());
     let address = client_address(&req, &state.domain.config);
     let issued = ldap::login_ldap(
         &state.domain,
@@ -103,26 +87,10 @@ async fn login(
             username: &form.username,
             password: &form.password,
             scope: &form.scope,
-            user_agent,
+            user_agent: user_agent(&req),
             client_address: &address,
         },
     )
     .await?;
-    Ok(HttpResponse::Ok()
-        .cookie(auth::session_cookie(
-            &issued,
-            state.domain.config.web_server.no_https,
-        ))
-        .json("Success. Returning your login token as a cookie"))
-}
-
-fn check_grant_type(grant_type: Option<&str>) -> ApiResult<()> {
-    match grant_type {
-        None | Some("password") => Ok(()),
-        Some(_) => Err(ApiError::validation(vec![scribe_domain::Violation::new(
-            ["body".into(), "grant_type".into()],
-            "String should match pattern '^password$'",
-            "string_pattern_mismatch",
-        )])),
-    }
+    Ok(logged_in(&state, &issued))
 }

@@ -8,6 +8,7 @@ pub mod general;
 pub mod jobs;
 pub mod ldap;
 pub mod local_account;
+mod mounted;
 pub mod oidc;
 pub mod users;
 

@@ -2,21 +2,19 @@
 //! The routes answer 404 when `security.local_account.mode` is `disabled`,
 //! as if they weren't mounted (Project-W doesn't mount them then).
 
-use std::future::{ready, Ready};
-
-use actix_web::dev::Payload;
-use actix_web::http::{header, StatusCode};
-use actix_web::{get, post, web, FromRequest, HttpRequest, HttpResponse};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use scribe_domain::accounts::{self, LoginAttempt};
-use scribe_domain::config::LocalAccountMode;
-use scribe_http::auth::{self, NotProvisionedUser};
+use scribe_domain::config::{Config, LocalAccountMode};
+use scribe_http::auth::NotProvisionedUser;
 use scribe_http::client_address::client_address;
 use scribe_http::openapi::{AuthErrors, EmailValidated, ErrorResponse, ValidationErrors};
-use scribe_http::{ApiError, ApiResult, AppState, Form, Json, Query};
+use scribe_http::{ApiResult, AppState, Form, Json, Query};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::scope;
 use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::mounted::{check_grant_type, logged_in, user_agent, Mounted, SignInMethod};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(
@@ -32,22 +30,12 @@ pub fn configure(cfg: &mut ServiceConfig) {
     );
 }
 
-/// Passes only while local accounts are enabled in some form.
-struct LocalAccountsEnabled;
+/// Local-account routes exist unless local accounts are disabled.
+pub(crate) struct LocalAccounts;
 
-impl FromRequest for LocalAccountsEnabled {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let enabled = req.app_data::<web::Data<AppState>>().is_some_and(|state| {
-            state.domain.config.security.local_account.mode != LocalAccountMode::Disabled
-        });
-        ready(if enabled {
-            Ok(LocalAccountsEnabled)
-        } else {
-            Err(ApiError::new(StatusCode::NOT_FOUND, "Not Found"))
-        })
+impl SignInMethod for LocalAccounts {
+    fn configured(config: &Config) -> bool {
+        config.security.local_account.mode != LocalAccountMode::Disabled
     }
 }
 
@@ -140,15 +128,11 @@ pub struct EmailQuery {
 async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
-    _enabled: LocalAccountsEnabled,
+    _mounted: Mounted<LocalAccounts>,
     form: Form<LoginForm>,
 ) -> ApiResult<HttpResponse> {
     let form = form.into_inner();
     check_grant_type(form.grant_type.as_deref())?;
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|value| value.to_str().ok());
     let address = client_address(&req, &state.domain.config);
     let issued = accounts::login_local(
         &state.domain,
@@ -156,28 +140,12 @@ async fn login(
             username: &form.username,
             password: &form.password,
             scope: &form.scope,
-            user_agent,
+            user_agent: user_agent(&req),
             client_address: &address,
         },
     )
     .await?;
-    Ok(HttpResponse::Ok()
-        .cookie(auth::session_cookie(
-            &issued,
-            state.domain.config.web_server.no_https,
-        ))
-        .json("Success. Returning your login token as a cookie"))
-}
-
-fn check_grant_type(grant_type: Option<&str>) -> ApiResult<()> {
-    match grant_type {
-        None | Some("password") => Ok(()),
-        Some(_) => Err(ApiError::validation(vec![scribe_domain::Violation::new(
-            ["body".into(), "grant_type".into()],
-            "String should match pattern '^password$'",
-            "string_pattern_mismatch",
-        )])),
-    }
+    Ok(logged_in(&state, &issued))
 }
 
 /// Creates a local account and mails an activation link (valid 24 h, once).
@@ -195,7 +163,7 @@ fn check_grant_type(grant_type: Option<&str>) -> ApiResult<()> {
 #[post("/signup")]
 async fn signup(
     state: web::Data<AppState>,
-    _enabled: LocalAccountsEnabled,
+    _mounted: Mounted<LocalAccounts>,
     body: Json<SignupRequest>,
 ) -> ApiResult<web::Json<String>> {
     let user_id = accounts::signup(&state.domain, &body.email.0, &body.password).await?;
@@ -220,7 +188,7 @@ async fn signup(
 #[post("/activate")]
 async fn activate(
     state: web::Data<AppState>,
-    _enabled: LocalAccountsEnabled,
+    _mounted: Mounted<LocalAccounts>,
     query: Query<TokenQuery>,
 ) -> ApiResult<web::Json<&'static str>> {
     accounts::activate(&state.domain, &query.token).await?;
@@ -241,7 +209,7 @@ async fn activate(
 #[get("/resend_activation_email")]
 async fn resend_activation_email(
     state: web::Data<AppState>,
-    _enabled: LocalAccountsEnabled,
+    _mounted: Mounted<LocalAccounts>,
     user: NotProvisionedUser,
 ) -> ApiResult<web::Json<&'static str>> {
     accounts::resend_activation_email(&state.domain, &user.user).await?;
@@ -265,7 +233,7 @@ async fn resend_activation_email(
 #[get("/request_password_reset")]
 async fn request_password_reset(
     state: web::Data<AppState>,
-    _enabled: LocalAccountsEnabled,
+    _mounted: Mounted<LocalAccounts>,
     query: Query<EmailQuery>,
 ) -> ApiResult<web::Json<String>> {
     accounts::request_password_reset(&state.domain, &query.email).await?;
@@ -290,7 +258,7 @@ async fn request_password_reset(
 #[post("/reset_password")]
 async fn reset_password(
     state: web::Data<AppState>,
-    _enabled: LocalAccountsEnabled,
+    _mounted: Mounted<LocalAccounts>,
     body: Json<PasswordResetRequest>,
 ) -> ApiResult<web::Json<&'static str>> {
     accounts::reset_password(&state.domain, &body.token, &body.new_password).await?;
@@ -314,7 +282,7 @@ async fn reset_password(
 #[post("/change_user_email")]
 async fn change_user_email(
     state: web::Data<AppState>,
-    _enabled: LocalAccountsEnabled,
+    _mounted: Mounted<LocalAccounts>,
     user: NotProvisionedUser,
     body: Json<ChangeEmailRequest>,
 ) -> ApiResult<web::Json<&'static str>> {
@@ -336,7 +304,7 @@ async fn change_user_email(
 #[post("/change_user_password")]
 async fn change_user_password(
     state: web::Data<AppState>,
-    _enabled: LocalAccountsEnabled,
+    _mounted: Mounted<LocalAccounts>,
     user: NotProvisionedUser,
     body: Json<ChangePasswordRequest>,
 ) -> ApiResult<web::Json<&'static str>> {

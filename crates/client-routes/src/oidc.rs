@@ -7,14 +7,10 @@
 //! the request's `Host` (or, behind a configured reverse proxy, its
 //! `X-Forwarded-Host` / `X-Forwarded-Proto`) and `reverse_proxy.root_path`.
 
-use std::future::{ready, Ready};
-
 use actix_web::cookie::time::Duration as CookieDuration;
 use actix_web::cookie::{Cookie, SameSite};
-use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::StatusCode;
-use actix_web::{get, web, FromRequest, HttpRequest, HttpResponse};
+use actix_web::{get, web, HttpRequest, HttpResponse};
 use scribe_domain::accounts::oidc::{self, Callback, FLOW_COOKIE, FLOW_LIFETIME};
 use scribe_domain::config::Config;
 use scribe_http::auth;
@@ -23,26 +19,18 @@ use scribe_http::{ApiError, ApiResult, AppState};
 use utoipa_actix_web::scope;
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use crate::mounted::{Mounted, SignInMethod};
+
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(scope("/oidc").service(login).service(auth_callback));
 }
 
-/// Passes only while at least one OIDC provider is configured.
-struct OidcConfigured;
+/// OIDC routes exist while at least one provider is configured.
+pub(crate) struct Oidc;
 
-impl FromRequest for OidcConfigured {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let configured = req
-            .app_data::<web::Data<AppState>>()
-            .is_some_and(|state| oidc::enabled(&state.domain.config));
-        ready(if configured {
-            Ok(OidcConfigured)
-        } else {
-            Err(ApiError::new(StatusCode::NOT_FOUND, "Not Found"))
-        })
+impl SignInMethod for Oidc {
+    fn configured(config: &Config) -> bool {
+        oidc::enabled(config)
     }
 }
 
@@ -67,7 +55,7 @@ impl FromRequest for OidcConfigured {
 async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
-    _configured: OidcConfigured,
+    _configured: Mounted<Oidc>,
     idp_name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let config = &state.domain.config;
@@ -115,7 +103,7 @@ async fn login(
 async fn auth_callback(
     req: HttpRequest,
     state: web::Data<AppState>,
-    _configured: OidcConfigured,
+    _configured: Mounted<Oidc>,
     idp_name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let config = &state.domain.config;
