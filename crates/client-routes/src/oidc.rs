@@ -14,12 +14,13 @@ use actix_web::{get, web, HttpRequest, HttpResponse};
 use scribe_domain::accounts::oidc::{self, Callback, FLOW_COOKIE, FLOW_LIFETIME};
 use scribe_domain::config::Config;
 use scribe_http::auth;
+use scribe_http::client_address::external_origin;
 use scribe_http::openapi::{ErrorResponse, ValidationErrors};
 use scribe_http::{ApiError, ApiResult, AppState};
 use utoipa_actix_web::scope;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::mounted::{Mounted, SignInMethod};
+use crate::mounted::{user_agent, Mounted, SignInMethod};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(scope("/oidc").service(login).service(auth_callback));
@@ -112,17 +113,13 @@ async fn auth_callback(
     let callback = web::Query::<Callback>::from_query(req.query_string())
         .map(web::Query::into_inner)
         .unwrap_or_default();
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|value| value.to_str().ok());
     let flow = req.cookie(FLOW_COOKIE);
     let result = oidc::finish_login(
         &state.domain,
         &idp_name,
         callback,
         flow.as_ref().map(|c| c.value()),
-        user_agent,
+        user_agent(&req),
     )
     .await;
     // The flow is over either way.
@@ -166,32 +163,4 @@ fn oidc_path(config: &Config) -> String {
         .unwrap_or_default()
         .trim_end_matches('/');
     format!("{root}/api/oidc")
-}
-
-/// `scheme://host[:port]` as the browser reaches this instance.
-fn external_origin(req: &HttpRequest, config: &Config) -> String {
-    let forwarded = |name: &str| {
-        config.web_server.reverse_proxy.as_ref()?;
-        let value = req.headers().get(name)?.to_str().ok()?;
-        // The first hop is the one the browser talked to.
-        let first = value.split(',').next()?.trim();
-        (!first.is_empty()).then(|| first.to_owned())
-    };
-    let scheme = forwarded("x-forwarded-proto").unwrap_or_else(|| {
-        if req.app_config().secure() {
-            "https".to_owned()
-        } else {
-            "http".to_owned()
-        }
-    });
-    let host = forwarded("x-forwarded-host")
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
-        .unwrap_or_else(|| req.app_config().host().to_owned());
-    format!("{scheme}://{host}")
 }

@@ -22,7 +22,7 @@ use crate::events::{JobEvent, Message};
 use crate::jobs::settings::JobSettings;
 use crate::mail::{templates, OutgoingMail};
 use crate::scheduling::{self, begin_write, step, write_lock, JOB_ABORTED};
-use crate::storage::{BlobId, BlobStream};
+use crate::storage::{self, BlobId, BlobStream};
 use crate::tokens::hash_token;
 use crate::Domain;
 
@@ -378,7 +378,7 @@ pub async fn job_audio(d: &Domain, session: &runner_sessions::Model) -> DomainRe
     }
     Ok(JobAudio {
         content_type: job.content_type,
-        stream,
+        stream: storage::with_first_chunk_checked(stream).await?,
     })
 }
 

@@ -251,18 +251,11 @@ async fn retrieve_job_audio(
     runner: OnlineRunner,
 ) -> ApiResult<HttpResponse> {
     let audio = runners::job_audio(&state.domain, &runner.session).await?;
-    let mut stream = audio.stream;
-    // Read ahead one chunk: stored data that fails to decrypt right away (altered,
-    // reordered) becomes a 500 instead of a connection closed before any response.
-    // Later damage can only cut the stream off.
-    let first = stream.next().await.transpose()?;
-    let body = futures_util::stream::iter(first.map(Ok))
-        .chain(stream)
-        .map(|chunk| {
-            chunk
-                .map(Bytes::from)
-                .map_err(|err| actix_web::Error::from(ApiError::from(err)))
-        });
+    let body = audio.stream.map(|chunk| {
+        chunk
+            .map(Bytes::from)
+            .map_err(|err| actix_web::Error::from(ApiError::from(err)))
+    });
     Ok(HttpResponse::Ok()
         .insert_header((
             actix_web::http::header::CONTENT_TYPE,

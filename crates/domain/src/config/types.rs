@@ -158,7 +158,8 @@ fn deserialize_interface_address<'de, D: Deserializer<'de>>(
 #[serde(deny_unknown_fields)]
 pub struct ReverseProxyConfig {
     /// Addresses or networks (`10.0.0.1`, `172.16.0.0/12`) of proxies whose
-    /// `X-Forwarded-For` / `X-Forwarded-Proto` headers are believed.
+    /// `X-Forwarded-For` / `-Proto` / `-Host` headers are believed (client
+    /// address, and the origin OIDC redirect URIs are built on).
     pub trusted_proxies: Vec<String>,
     /// Path prefix under which the proxy serves Scribe (e.g. `/scribe`);
     /// starts with `/`. Unset: served at the root.

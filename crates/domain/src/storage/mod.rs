@@ -115,6 +115,18 @@ pub struct BlobInfo {
 /// must not treat what it got before such an error as the whole blob.
 pub type BlobStream = Pin<Box<dyn Stream<Item = DomainResult<Vec<u8>>> + Send>>;
 
+/// Decrypts the stream's first chunk before handing it on: data damaged from the
+/// start (altered, reordered, another key) becomes an error the caller can still
+/// answer with, rather than a response that breaks off before its first byte.
+/// Later damage can only cut the stream short.
+pub async fn with_first_chunk_checked(mut stream: BlobStream) -> DomainResult<BlobStream> {
+    use futures_util::StreamExt;
+    let first = stream.next().await.transpose()?;
+    Ok(Box::pin(
+        futures_util::stream::iter(first.map(Ok)).chain(stream),
+    ))
+}
+
 /// Sealed chunks as a backend stored them, in index order.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = DomainResult<Vec<u8>>> + Send>>;
 
